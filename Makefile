@@ -1,0 +1,42 @@
+# molmoact2_ros: the two commands are `make run` (main job) and `make test` (all tests).
+# Both set up everything they need on a fresh machine (Python 3.12 venv with ROS 2 from PyPI
+# wheels + the model stack, colcon build) and are idempotent.
+
+ROS_DISTRO ?= jazzy
+SHELL := /bin/bash
+ENV = source tools/env.sh $(ROS_DISTRO) &&
+PYTEST_ARGS ?=
+
+.PHONY: run test setup setup-kilted setup-drivers test-jazzy test-kilted build clean help
+
+help:
+	@echo "make run            main job (closed loop in simulation on the offline tiny checkpoint)"
+	@echo "make test           all tests on Jazzy, then the ROS tests on Kilted"
+	@echo "make setup          venv + colcon build for ROS_DISTRO (default jazzy)"
+	@echo "make setup-drivers  drivers-only venv (no torch), for a robot PC using a remote GPU server"
+	@echo "make clean          remove venvs, build, install and log"
+
+setup:
+	@bash tools/setup.sh $(ROS_DISTRO) full
+
+setup-kilted:
+	@bash tools/setup.sh kilted full
+
+setup-drivers:
+	@bash tools/setup.sh $(ROS_DISTRO) drivers
+
+run: setup
+	@$(ENV) python tools/smoke_graph.py
+
+test-jazzy:
+	@bash tools/setup.sh jazzy full
+	@source tools/env.sh jazzy && python -m pytest $(PYTEST_ARGS)
+
+test-kilted:
+	@bash tools/setup.sh kilted full
+	@source tools/env.sh kilted && python -m pytest -m ros $(PYTEST_ARGS)
+
+test: test-jazzy test-kilted
+
+clean:
+	rm -rf .venv-* build install log

@@ -1,0 +1,1 @@
+"""ROS-free logic: imports neither rclpy nor message types; tested without ROS."""

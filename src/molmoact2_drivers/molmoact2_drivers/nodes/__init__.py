@@ -1,0 +1,1 @@
+"""Thin ROS nodes over the core: parameters, topics, services and timers only."""

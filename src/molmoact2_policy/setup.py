@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+package_name = "molmoact2_policy"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="molmoact2_ros maintainers",
+    maintainer_email="robotics@molmoact2-ros.invalid",
+    description="MolmoAct2 policy side: camera ingestion, depth-change masking, VLA inference (real MolmoAct2 code), depth-token visualisation, recording and replay evaluation.",
+    license="Apache-2.0",
+    # Executables: one line per node, "name = package.nodes.module:main".
+    entry_points={"console_scripts": []},
+)

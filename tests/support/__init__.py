@@ -1,0 +1,1 @@
+"""Test infrastructure shared by all packages' tests (not shipped)."""

@@ -1,0 +1,110 @@
+"""Real-DDS test helpers: a node per test, waits on matches with timeouts (never sleeps),
+and child processes that are always reaped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class RosTestContext:
+    """An rclpy context + executor owned by one test."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: list[Node] = []
+
+    def node(self, name: str, **kwargs) -> Node:
+        node = Node(name, context=self.context, **kwargs)
+        self.executor.add_node(node)
+        self.nodes.append(node)
+        return node
+
+    def add(self, node: Node) -> Node:
+        self.executor.add_node(node)
+        self.nodes.append(node)
+        return node
+
+    def spin_until(self, predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+        """Spin the executor until predicate() holds; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=step)
+        return predicate()
+
+    def wait_for_subscribers(self, publisher, count: int = 1, timeout: float = 10.0) -> bool:
+        return self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout)
+
+    def wait_for_publishers(self, subscription, count: int = 1, timeout: float = 10.0) -> bool:
+        return self.spin_until(lambda: subscription.get_publisher_count() >= count, timeout)
+
+    def wait_for_service(self, client, timeout: float = 10.0) -> bool:
+        return self.spin_until(client.service_is_ready, timeout)
+
+    def call(self, client, request, timeout: float = 10.0):
+        future = client.call_async(request)
+        if not self.spin_until(future.done, timeout):
+            raise TimeoutError(f"service {client.srv_name} did not answer within {timeout}s")
+        return future.result()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown()
+        rclpy.try_shutdown(context=self.context)
+
+
+class ChildProcess:
+    """A node in its own process, always terminated and reaped; its output is kept for messages."""
+
+    def __init__(self, args: list[str], env: dict | None = None, name: str = "") -> None:
+        self.name = name or " ".join(args[:3])
+        self.log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"child-{os.getpid()}-{id(self)}.log"
+        self._log = open(self.log_path, "w+")
+        self.proc = subprocess.Popen(
+            args,
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    @classmethod
+    def python_module(cls, module: str, *args: str, env: dict | None = None) -> "ChildProcess":
+        return cls([sys.executable, "-m", module, *args], env=env, name=module)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self._log.close()
+        return self.proc.returncode
