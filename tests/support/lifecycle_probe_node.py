@@ -1,0 +1,75 @@
+"""A minimal lifecycle node for bring-up tests: configure fails when asked to (parameter
+``fail_configure``), logging the reason the way our real nodes do; ``start`` Trigger service."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+EVENTS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class LifecycleProbe(LifecycleNode):
+    def __init__(self) -> None:
+        super().__init__("lifecycle_probe")
+        self.declare_parameter("fail_configure", False)
+        self.declare_parameter("marker", "")
+        # transient local: a listener that discovers us late still gets every event, in order
+        self.events = self.create_publisher(String, "/bringup_events", EVENTS_QOS)
+        self.create_service(Trigger, "~/start", self._on_start)
+
+    def _event(self, what: str) -> None:
+        # CLOCK_MONOTONIC is machine-wide: listeners sort events from several processes by it
+        self.events.publish(String(data=f"{time.monotonic_ns()}:{self.get_fully_qualified_name()}:{what}"))
+
+    def on_configure(self, state):
+        if self.get_parameter("fail_configure").value:
+            self.get_logger().error("configure refused: camera 'top' has no source (probe)")
+            return TransitionCallbackReturn.FAILURE
+        self._event("configure")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state):
+        self._event("activate")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state):
+        self._event("deactivate")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state):
+        self._event("cleanup")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state):
+        self._event("shutdown")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _on_start(self, request, response):
+        self._event("start")
+        response.success = True
+        response.message = "started"
+        return response
+
+
+def main() -> None:
+    rclpy.init(args=sys.argv)
+    node = LifecycleProbe()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
