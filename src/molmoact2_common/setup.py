@@ -16,5 +16,10 @@ setup(
     maintainer_email="robotics@molmoact2-ros.invalid",
     description="Shared pieces of the MolmoAct2 ROS 2 stack.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "lifecycle_manager = molmoact2_common.bringup.manager_node:main",
+            "molmoact2-run = molmoact2_common.bringup.runner:main",
+        ]
+    },
 )
