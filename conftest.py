@@ -45,3 +45,34 @@ def ros():
         yield ctx
     finally:
         ctx.close()
+
+
+# --- tiny offline MolmoAct2 checkpoints (VLA inference) -----------------------------------------
+# Built once per builder version into build/test-checkpoints/<fingerprint>/ and reused; the build
+# takes a few seconds and needs no network. Tests that use them need the model stack (mark `model`).
+
+
+def _tiny_checkpoint_root() -> Path:
+    return Path(os.environ.get("MOLMOACT2_TEST_CHECKPOINTS", ROOT / "build" / "test-checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_dir() -> Path:
+    """A tiny random-weight MolmoAct2 checkpoint in the released HF layout (continuous + discrete)."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    from molmoact2_policy.core.tiny_checkpoint import cached_tiny_checkpoint
+
+    return cached_tiny_checkpoint(_tiny_checkpoint_root(), think=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_think_checkpoint_dir() -> Path:
+    """The MolmoAct2-Think variant of the tiny checkpoint (depth reasoning, 10x10 codes)."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    from molmoact2_policy.core.tiny_checkpoint import cached_tiny_checkpoint
+
+    return cached_tiny_checkpoint(_tiny_checkpoint_root(), think=True)

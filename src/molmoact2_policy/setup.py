@@ -17,5 +17,7 @@ setup(
     description="MolmoAct2 policy side: camera ingestion, depth-change masking, VLA inference (real MolmoAct2 code), depth-token visualisation, recording and replay evaluation.",
     license="Apache-2.0",
     # Executables: one line per node, "name = package.nodes.module:main".
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "molmoact2-build-tiny-checkpoint = molmoact2_policy.core.tiny_checkpoint:main",
+    ]},
 )

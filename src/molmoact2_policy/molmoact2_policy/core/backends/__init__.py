@@ -1,0 +1,17 @@
+"""Policy backends (ROS-free): ``make_backend(kind, **options)`` and the request/result types."""
+
+from .base import (  # noqa: F401
+    ACTION_MODES,
+    BACKEND_KINDS,
+    BackendError,
+    BackendInfo,
+    BackendUnavailable,
+    CheckpointError,
+    NonFiniteActions,
+    PolicyBackend,
+    PolicyRequest,
+    PolicyResult,
+    TagInfo,
+    action_space_of,
+    make_backend,
+)
