@@ -64,6 +64,8 @@ class Recorder:
                 self._safe(self.writer.flush)
                 continue
             if item is _STOP:
+                # closed here: sqlite3 connections belong to the thread that opened them
+                self._safe(self.writer.close)
                 return
             if item[0] == "topic":
                 self._safe(self.writer.add_topic, item[1], item[2], item[3])
@@ -91,5 +93,4 @@ class Recorder:
             self._closed = True
         self._q.put(_STOP)
         self._thread.join(timeout)
-        self.writer.close()
         return self.stats
