@@ -1,0 +1,117 @@
+"""Camera node across processes: relay (raw bgr8 + compressed) and image-folder sources, frames
+converted to RGB8 at the embodiment resolution, synchronised Observation with joints merged
+across two arm drivers, staleness of a camera that disappears, resumption when it returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from molmoact2_common import qos
+from molmoact2_msgs.msg import Observation
+from molmoact2_policy import ros_conversions as rc
+from molmoact2_policy.core import image_codec
+from support.ros_harness import ChildProcess
+
+pytestmark = pytest.mark.ros
+
+MODULE = "molmoact2_policy.nodes.camera_node"
+
+
+def _start(tmp_path, *extra):
+    folder = tmp_path / "top"
+    folder.mkdir()
+    rgb = np.zeros((36, 64, 3), np.uint8)
+    rgb[..., 1] = 200  # green
+    (folder / "0.png").write_bytes(image_codec.encode_compressed(rgb, "png"))
+    return ChildProcess.python_module(
+        MODULE, "--ros-args",
+        "-p", "embodiment:=yam_bimanual",
+        "-p", f"source_overrides:=['top=folder:{folder}', 'left=topic:/test_cam/left', 'right=compressed:/test_cam/right']",
+        "-p", "publish_rate_hz:=10.0", "-p", "camera_max_age:=0.6", "-p", "camera_max_skew:=0.5",
+        "-p", "joint_max_age:=0.6", "-p", "stale_report_period:=0.2",
+        *extra,
+    )
+
+
+class _Feeder:
+    def __init__(self, ros):
+        self.node = ros.node("feeder")
+        self.left = self.node.create_publisher(Image, "/test_cam/left", qos.CAMERA_IMAGE)
+        self.right = self.node.create_publisher(CompressedImage, "/test_cam/right", qos.CAMERA_IMAGE)
+        self.jl = self.node.create_publisher(JointState, "left/joint_states", qos.JOINT_STATE)
+        self.jr = self.node.create_publisher(JointState, "right/joint_states", qos.JOINT_STATE)
+        self.left_on = True
+        self.left_encoding = "bgr8"
+        red = np.zeros((36, 64, 3), np.uint8)
+        red[..., 0] = 220
+        self.red = red
+        blue = np.zeros((18, 32, 3), np.uint8)
+        blue[..., 2] = 220
+        self.blue_png = image_codec.encode_compressed(blue, "png")
+        self.timer = self.node.create_timer(0.05, self.tick)
+
+    def tick(self):
+        now = self.node.get_clock().now().nanoseconds
+        if self.left_on:
+            msg = rc.rgb_to_image_msg(self.red, now, "left_optical", encoding="bgr8")
+            msg.encoding = self.left_encoding
+            self.left.publish(msg)
+        c = CompressedImage(format="png", data=self.blue_png)
+        c.header.stamp = rc.ns_to_time(now)
+        self.right.publish(c)
+        for pub, arm in ((self.jl, "left"), (self.jr, "right")):
+            js = JointState(name=[f"{arm}_joint{i}" for i in range(1, 7)] + [f"{arm}_gripper"],
+                            position=[0.1 * i for i in range(1, 8)])
+            js.header.stamp = rc.ns_to_time(now)
+            pub.publish(js)
+
+
+def test_camera_node_publishes_synchronised_rgb8_observations_and_marks_a_vanished_camera_stale(ros, tmp_path):
+    proc = _start(tmp_path)
+    try:
+        feeder = _Feeder(ros)
+        got: list[Observation] = []
+        sub = ros.node("listener").create_subscription(Observation, "observation", got.append, qos.OBSERVATION)
+        assert ros.wait_for_publishers(sub, timeout=20), proc.output()
+        assert ros.spin_until(lambda: got and not any(got[-1].camera_stale), 20), proc.output()
+        o = rc.observation_msg_to_arrays(got[-1])
+        assert o.camera_names == ["top", "left", "right"]
+        for im in got[-1].images:
+            assert (im.width, im.height, im.encoding) == (640, 360, "rgb8")
+        assert tuple(o.image("top")[180, 320]) == (0, 200, 0)  # folder frame, resized
+        assert tuple(o.image("left")[180, 320]) == (220, 0, 0)  # bgr8 relay -> RGB
+        assert tuple(o.image("right")[180, 320]) == (0, 0, 220)  # compressed relay
+        assert got[-1].images[1].header.frame_id == "left_optical"
+        assert o.joints.names[:7] == [f"left_joint{i}" for i in range(1, 7)] + ["left_gripper"]
+        assert o.joints.names[7:] == [f"right_joint{i}" for i in range(1, 7)] + ["right_gripper"]
+        assert o.joint_sources == ["left/joint_states", "right/joint_states"] and not any(o.joint_source_stale)
+
+        # the left camera disappears: marked stale within max-age, named in a warning
+        feeder.left_on = False
+        assert ros.spin_until(lambda: list(got[-1].camera_stale) == [False, True, False], 10), proc.output()
+        assert ros.spin_until(lambda: "camera:left" in proc.output(), 5)
+        # it returns: fresh again without a restart
+        feeder.left_on = True
+        assert ros.spin_until(lambda: not any(got[-1].camera_stale), 10), proc.output()
+
+        # unsupported encoding: one clear error for the camera, frames skipped -> stale
+        feeder.left_encoding = "bayer_rggb8"
+        assert ros.spin_until(lambda: list(got[-1].camera_stale) == [False, True, False], 10), proc.output()
+        out = proc.output()
+        assert out.count("unsupported image encoding 'bayer_rggb8'") == 1, out
+        assert "camera 'left'" in out
+    finally:
+        assert proc.stop() in (0, -2), proc.output()
+
+
+def test_camera_node_refuses_an_unknown_camera_naming_the_parameter(tmp_path):
+    proc = ChildProcess.python_module(MODULE, "--ros-args", "-p", "embodiment:=yam_bimanual", "-p", "cameras:=['top', 'belly']")
+    try:
+        proc.proc.wait(timeout=30)
+        out = proc.output()
+    finally:
+        proc.stop()
+    assert proc.proc.returncode == 1, out
+    assert "parameter 'cameras'" in out and "belly" in out
