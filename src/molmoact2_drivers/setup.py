@@ -17,5 +17,7 @@ setup(
     description="Arm drivers for MolmoAct2 deployments: chunk executor, safety layer, lifecycle driver node; YAM, SO-100/101, Franka, MuJoCo sim and ros2_control backends. No torch.",
     license="Apache-2.0",
     # Executables: one line per node, "name = package.nodes.module:main".
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "driver_node = molmoact2_drivers.nodes.driver_node:main",
+    ]},
 )

@@ -1,0 +1,516 @@
+"""One arm's driver logic, ROS-free: chunk intake, arming, executor, safety, faults, hold.
+
+The driver node is a thin wrapper: it converts messages and calls ``on_chunk``, ``on_heartbeat``,
+``on_estop``, the service methods and ``tick`` (at the servo rate, from a steady timer). Two clocks
+come in on every call: ``now``, the node's clock in seconds (``/clock`` under use_sim_time) for
+chunk timing and the stale-chunk watchdog, and ``wall``, ``time.monotonic()``, for the operator
+heartbeat (a human's deadman runs on real time even when the simulation does not).
+
+States (molmoact2_msgs/DriverStatus): HOLDING (sending the last commanded position, torque on),
+ARMING (ramping onto a new chunk's path), EXECUTING, ESTOPPED (latched until ``reset``), ERROR (a
+backend fault; holding where the backend still accepts commands, until ``reset``).
+
+The safe state everywhere is holding the last commanded position with torque on; cutting torque
+is a separate, explicit call (``disable_torque``) because YAM and SO-101 arms have no brakes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from .arming import ArmingRamp
+from .backend import ArmBackend, BackendError, JointReading
+from .executor import Chunk, ChunkExecutor, ChunkRefused
+from .safety import SafetyCounters, SafetyLayer
+
+
+class DriverState(IntEnum):
+    UNCONFIGURED = 0
+    HOLDING = 1
+    ARMING = 2
+    EXECUTING = 3
+    ESTOPPED = 4
+    ERROR = 5
+
+
+@dataclass
+class DriverConfig:
+    servo_rate_hz: float = 100.0
+    blending: str = "crossfade"
+    crossfade_s: float = 0.2
+    ensemble_coeff: float = 0.5
+    execute_steps: int = 0
+    chunk_timeout_s: float = 1.0  # stale-chunk watchdog on the node clock; 0: off
+    heartbeat_timeout_s: float = 0.0  # operator deadman on wall time; 0: off
+    dry_run: bool = False  # shadow mode: compute and publish, never actuate
+    require_start: bool | None = None  # None: required unless the backend is simulated
+    arming_speed_scale: float = 0.5  # arming ramp speed as a fraction of each joint's velocity limit
+    max_future_s: float = 2.0
+    clock_stall_s: float = 0.5  # wall seconds without node-clock progress before reporting a stall
+
+
+@dataclass
+class ChunkInput:
+    """An ActionChunk in plain Python: row-major ``positions`` (horizon x len(joint_names))."""
+
+    joint_names: list[str]
+    stamp: float
+    dt: float
+    horizon: int
+    positions: list[float] | np.ndarray
+    sequence: int = 0
+
+
+@dataclass
+class TickResult:
+    measured: JointReading | None = None
+    command: np.ndarray | None = None  # what was (or in shadow mode would have been) sent
+    sent: np.ndarray | None = None  # what the backend reports it sent; None when not actuating
+    event: str = ""
+
+
+@dataclass
+class ServiceResult:
+    success: bool
+    message: str
+
+
+@dataclass
+class _Status:
+    last_event: str = ""
+    events: list[str] = field(default_factory=list)
+
+
+class DriverCore:
+    def __init__(
+        self,
+        arm_name: str,
+        joint_names: list[str],
+        robot_joint_names: list[str],
+        backend: ArmBackend,
+        safety: SafetyLayer,
+        config: DriverConfig,
+        velocity_limits: np.ndarray,
+    ) -> None:
+        self.arm_name = arm_name
+        self.joint_names = list(joint_names)
+        self.robot_joint_names = set(robot_joint_names) | set(joint_names)
+        self.backend = backend
+        self.safety = safety
+        self.config = config
+        self.counters: SafetyCounters = safety.counters
+        self.executor = ChunkExecutor(len(joint_names), config.blending, config.crossfade_s,
+                                      config.ensemble_coeff, config.execute_steps, config.max_future_s)
+        self.ramp = ArmingRamp(np.asarray(velocity_limits, dtype=np.float64) * config.arming_speed_scale)
+        self.require_start = (not backend.simulated) if config.require_start is None else bool(config.require_start)
+        self.servo_dt = 1.0 / config.servo_rate_hz
+        self.lock = threading.RLock()
+        self.state = DriverState.UNCONFIGURED
+        self.active = False
+        self.actuation_enabled = False
+        self.torque_on = False
+        self.estop_latched = False
+        self.operator_started = False
+        self.last_command: np.ndarray | None = None
+        self.hold_target: np.ndarray | None = None  # None: hold last_command
+        self.last_measured: JointReading | None = None
+        self.last_event = ""
+        self.error = ""
+        self._last_chunk_time: float | None = None
+        self._last_sequence = 0
+        self._last_stamp = -np.inf
+        self._last_heartbeat: float | None = None
+        self._heartbeat_lost = False
+        self._last_now: float | None = None
+        self._now_advanced_wall: float | None = None
+        self._stalled = False
+        self.active_sequence = 0
+        self.steps_remaining = 0
+        self.estop_count = 0
+        self.events: list[str] = []  # every event, for logs (the node logs and clears)
+
+    # -- events -----------------------------------------------------------------------------
+    def _event(self, text: str) -> str:
+        self.last_event = text
+        self.events.append(text)
+        return text
+
+    def take_events(self) -> list[str]:
+        with self.lock:
+            out, self.events = self.events, []
+            return out
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def configure(self) -> JointReading:
+        """Connect and read the state. Raises BackendError."""
+        with self.lock:
+            self.backend.connect()
+            reading = self.backend.read_state()
+            self._check_reading(reading)
+            self.last_measured = reading
+            self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
+            self.hold_target = None
+            self.state = DriverState.HOLDING
+            self.error = ""
+            return reading
+
+    def activate(self, now: float, wall: float) -> None:
+        """Torque on holding the current position; actuation enabled unless dry-run."""
+        with self.lock:
+            self.backend.enable()
+            self.torque_on = True
+            reading = self.backend.read_state()
+            self._check_reading(reading)
+            self.last_measured = reading
+            self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
+            self.hold_target = None
+            self.executor.clear()
+            self.ramp.reset()
+            self.active = True
+            self.actuation_enabled = not self.config.dry_run
+            self.operator_started = not self.require_start
+            self._last_heartbeat = wall
+            self._heartbeat_lost = False
+            self._last_chunk_time = None
+            if self.state not in (DriverState.ESTOPPED, DriverState.ERROR):
+                self.state = DriverState.HOLDING
+            self._event("activated: holding" + (" (shadow mode: nothing is actuated)" if self.config.dry_run else "")
+                        + (" (call start to move)" if self.require_start and not self.config.dry_run else ""))
+
+    def deactivate(self) -> None:
+        """Stop executing and hold with torque on."""
+        with self.lock:
+            self._hold("deactivated: holding with torque on")
+            self._send_hold_once()
+            self.active = False
+            self.actuation_enabled = False
+
+    def shutdown(self) -> None:
+        with self.lock:
+            if self.active:
+                self._hold("shutting down: holding")
+                self._send_hold_once()
+            self.active = False
+            self.actuation_enabled = False
+            self.backend.close()
+            self.state = DriverState.UNCONFIGURED
+
+    # -- inputs -----------------------------------------------------------------------------
+    def on_chunk(self, chunk: ChunkInput, now: float) -> ServiceResult:
+        with self.lock:
+            c = self.counters
+            c.chunks_received += 1
+            ok, why = self._accept_chunk(chunk, now)
+            if not ok:
+                c.chunks_refused += 1
+                return ServiceResult(False, self._event(f"chunk {chunk.sequence} refused: {why}"))
+            return ServiceResult(True, why)
+
+    def _accept_chunk(self, chunk: ChunkInput, now: float) -> tuple[bool, str]:
+        c = self.counters
+        if not self.active:
+            return False, "driver is not active"
+        if self.estop_latched:
+            return False, "e-stop latched (call reset)"
+        if self.state == DriverState.ERROR:
+            return False, f"driver in error: {self.error} (call reset)"
+        names = list(chunk.joint_names)
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            return False, f"duplicate joint names: {', '.join(dup)}"
+        unknown = [n for n in names if n not in self.robot_joint_names]
+        if unknown:
+            return False, f"joints this robot does not have: {', '.join(unknown)}"
+        missing = [j for j in self.joint_names if j not in names]
+        if missing:
+            return False, f"joints of arm '{self.arm_name}' missing from the chunk: {', '.join(missing)}"
+        n = len(names)
+        flat = np.asarray(chunk.positions, dtype=np.float64).ravel()
+        if chunk.horizon < 1 or flat.size != chunk.horizon * n:
+            return False, f"{flat.size} positions for horizon {chunk.horizon} x {n} joints"
+        table = flat.reshape(chunk.horizon, n)
+        if not np.all(np.isfinite(table)):
+            c.refusals_nonfinite += 1
+            rows, cols = np.nonzero(~np.isfinite(table))
+            return False, f"NaN/inf targets (step {int(rows[0])}, joint {names[int(cols[0])]})"
+        if chunk.sequence and chunk.sequence <= self._last_sequence and chunk.stamp <= self._last_stamp:
+            return False, f"duplicate or out of order (sequence {chunk.sequence} after {self._last_sequence})"
+        if self.actuation_enabled and not self.operator_started:
+            return False, "waiting for the operator's start"
+        if self.config.heartbeat_timeout_s > 0 and self._heartbeat_lost:
+            return False, "operator heartbeat lost"
+        cols = [names.index(j) for j in self.joint_names]
+        mine = table[:, cols]
+        arming = self.state not in (DriverState.EXECUTING, DriverState.ARMING) or not self.executor.running
+        try:
+            res = self.executor.submit(Chunk(chunk.stamp, chunk.dt, mine, chunk.sequence), now,
+                                       None if arming else self.last_command)
+        except ChunkRefused as exc:
+            return False, str(exc)
+        c.steps_dropped_late += res.steps_dropped_late
+        if not res.accepted:
+            return False, res.reason
+        self._last_sequence = max(self._last_sequence, int(chunk.sequence))
+        self._last_stamp = max(self._last_stamp, chunk.stamp)
+        self._last_chunk_time = now
+        if arming:
+            path = self.executor.target(now).target
+            assert path is not None
+            duration = self.ramp.start(now, self.last_command, path)
+            self.state = DriverState.ARMING
+            return True, f"chunk {chunk.sequence}: arming over {duration:.2f} s ({res.steps_dropped_late} late steps dropped)"
+        return True, f"chunk {chunk.sequence}: blended ({res.steps_dropped_late} late steps dropped)"
+
+    def on_heartbeat(self, wall: float) -> None:
+        with self.lock:
+            self._last_heartbeat = wall
+            if self._heartbeat_lost:
+                self._heartbeat_lost = False
+                self._event("operator heartbeat back: waiting for the next chunk")
+
+    def on_estop(self, now: float) -> None:
+        """Latch the e-stop: hold from the next tick on, refuse chunks until reset."""
+        with self.lock:
+            self.estop_count += 1
+            if not self.estop_latched:
+                self.estop_latched = True
+                self.operator_started = False
+                self.executor.clear()
+                self.ramp.reset()
+                self.state = DriverState.ESTOPPED
+                self._event("E-STOP received: holding, latched until reset")
+
+    # -- services ---------------------------------------------------------------------------
+    def start(self) -> ServiceResult:
+        with self.lock:
+            if not self.active:
+                return ServiceResult(False, "driver is not active (activate the lifecycle node first)")
+            if self.estop_latched:
+                return ServiceResult(False, "e-stop latched: call reset first")
+            if self.state == DriverState.ERROR:
+                return ServiceResult(False, f"driver in error: {self.error}: call reset first")
+            self.operator_started = True
+            return ServiceResult(True, self._event("operator start: the next chunk arms the arm"))
+
+    def stop(self) -> ServiceResult:
+        with self.lock:
+            self.operator_started = False
+            self._hold("operator stop: holding (call start to move again)")
+            return ServiceResult(True, self.last_event)
+
+    def enable(self) -> ServiceResult:
+        """Actuation on (leave shadow mode); torque on if it was off. The arm holds where it is."""
+        with self.lock:
+            if not self.active:
+                return ServiceResult(False, "driver is not active")
+            if self.estop_latched:
+                return ServiceResult(False, "e-stop latched: call reset first")
+            try:
+                if not self.torque_on:
+                    self.backend.enable()
+                    self.torque_on = True
+                reading = self.backend.read_state()
+            except BackendError as exc:
+                self._fault(str(exc))
+                return ServiceResult(False, self.last_event)
+            self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
+            self.hold_target = None
+            self.actuation_enabled = True
+            self.operator_started = not self.require_start
+            self._hold("actuation enabled: holding" + (" (call start to move)" if self.require_start else ""))
+            return ServiceResult(True, self.last_event)
+
+    def disable(self) -> ServiceResult:
+        """Actuation off (shadow mode); torque stays on, holding."""
+        with self.lock:
+            self._send_hold_once()
+            self.actuation_enabled = False
+            self._hold("actuation disabled: shadow mode, torque stays on holding")
+            return ServiceResult(True, self.last_event)
+
+    def disable_torque(self) -> ServiceResult:
+        with self.lock:
+            self.actuation_enabled = False
+            self._hold("TORQUE OFF: arms without brakes (YAM, SO-101) drop under gravity")
+            try:
+                self.backend.disable()
+            except BackendError as exc:
+                self._fault(str(exc))
+                return ServiceResult(False, self.last_event)
+            self.torque_on = False
+            return ServiceResult(True, self.last_event)
+
+    def reset(self) -> ServiceResult:
+        with self.lock:
+            try:
+                reading = self.backend.read_state()
+                self._check_reading(reading)
+                health = self.backend.health()
+                if not health.ok:
+                    raise BackendError(health.message)
+            except BackendError as exc:
+                self._fault(str(exc))
+                return ServiceResult(False, f"reset failed: {exc}")
+            self.estop_latched = False
+            self.error = ""
+            self.operator_started = not self.require_start
+            self.executor.clear()
+            self.ramp.reset()
+            if self.last_command is None or not self.actuation_enabled:
+                self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
+                self.hold_target = None
+            self.hold_target = None
+            self.state = DriverState.HOLDING if self.active else DriverState.HOLDING
+            return ServiceResult(True, self._event("reset: e-stop and errors cleared, holding"
+                                                   + (" (call start to move)" if self.require_start else "")))
+
+    # -- the servo tick ---------------------------------------------------------------------
+    def tick(self, now: float, wall: float) -> TickResult:
+        with self.lock:
+            if self.state == DriverState.UNCONFIGURED:
+                return TickResult()
+            try:
+                reading = self.backend.read_state()
+                self._check_reading(reading)
+                health = self.backend.health()
+                if not health.ok:
+                    raise BackendError(health.message or "backend unhealthy")
+                self.last_measured = reading
+            except BackendError as exc:
+                if self.state != DriverState.ERROR:
+                    self._fault(str(exc))
+                cmd = self._send_hold_once() if self.active else None
+                return TickResult(self.last_measured, cmd, None, self.last_event)
+            if not self.active:
+                return TickResult(reading)
+            self._watch_clock(now, wall)
+            self._watch_heartbeat(wall)
+            self._watch_chunks(now)
+            desired = self._desired(now)
+            res = self.safety.filter(desired, self.last_command, self.servo_dt)
+            if res.refused:
+                self._event(res.refused)
+            cmd = res.command
+            sent = None
+            if self.actuation_enabled:
+                try:
+                    sent = np.asarray(self.backend.send_target(cmd), dtype=np.float64)
+                except BackendError as exc:
+                    self._fault(str(exc))
+                    return TickResult(reading, cmd, None, self.last_event)
+                self.last_command = sent.copy()
+            else:
+                self.last_command = cmd.copy()
+            return TickResult(reading, cmd, sent, "")
+
+    def _desired(self, now: float) -> np.ndarray:
+        if self.state not in (DriverState.ARMING, DriverState.EXECUTING):
+            return self.last_command if self.hold_target is None else self.hold_target
+        r = self.executor.target(now)
+        self.active_sequence = r.active_sequence
+        self.steps_remaining = r.steps_remaining
+        if r.clock_jumped_back:
+            self._hold("the clock jumped backwards: chunks dropped, holding")
+            return self.last_command
+        if r.target is None or r.exhausted:
+            # hold the chunk's final target (reached at the velocity limit), never zeros
+            self._hold("chunk ran out: holding the last commanded position", r.target)
+            return self.last_command if r.target is None else r.target
+        if self.state == DriverState.ARMING:
+            cmd, done = self.ramp.command(now, r.target)
+            if done:
+                self.state = DriverState.EXECUTING
+                self._event(f"armed: executing chunk {r.active_sequence}")
+            return cmd
+        return r.target
+
+    def _watch_chunks(self, now: float) -> None:
+        t = self.config.chunk_timeout_s
+        if (t > 0 and self.state in (DriverState.ARMING, DriverState.EXECUTING)
+                and self._last_chunk_time is not None and now - self._last_chunk_time > t):
+            self.counters.watchdog_holds += 1
+            self._hold(f"no chunk for {now - self._last_chunk_time:.2f} s (watchdog {t} s): holding")
+
+    def _watch_heartbeat(self, wall: float) -> None:
+        t = self.config.heartbeat_timeout_s
+        if t <= 0 or self._heartbeat_lost or self._last_heartbeat is None:
+            return
+        if wall - self._last_heartbeat > t:
+            self._heartbeat_lost = True
+            self.counters.heartbeat_losses += 1
+            moving = self.state in (DriverState.ARMING, DriverState.EXECUTING)
+            if self.require_start:
+                self.operator_started = False
+            if moving or self.state == DriverState.HOLDING:
+                self._hold(f"operator heartbeat lost for {wall - self._last_heartbeat:.2f} s (deadman {t} s): holding"
+                           + (" (call start after it is back)" if self.require_start else ""))
+
+    def _watch_clock(self, now: float, wall: float) -> None:
+        if self._last_now is None or now > self._last_now:
+            self._last_now = now
+            self._now_advanced_wall = wall
+            if self._stalled:
+                self._stalled = False
+                self._event("clock running again")
+            return
+        if (not self._stalled and self._now_advanced_wall is not None
+                and wall - self._now_advanced_wall > self.config.clock_stall_s):
+            self._stalled = True
+            self._event(f"the node clock has not advanced for {wall - self._now_advanced_wall:.2f} s: holding (simulation paused?)")
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _hold(self, why: str, target: np.ndarray | None = None) -> None:
+        """Stop executing; hold ``target`` (default: the last command sent, i.e. stop right here)."""
+        self.hold_target = None if target is None else np.asarray(target, dtype=np.float64).copy()
+        self.executor.clear()
+        self.ramp.reset()
+        self.active_sequence = 0
+        self.steps_remaining = 0
+        if self.state in (DriverState.ARMING, DriverState.EXECUTING, DriverState.HOLDING):
+            self.state = DriverState.HOLDING
+        self._event(why)
+
+    def _send_hold_once(self) -> np.ndarray | None:
+        if self.last_command is None:
+            return None
+        if self.actuation_enabled:
+            try:
+                self.backend.send_target(self.last_command)
+            except BackendError:
+                pass
+        return self.last_command
+
+    def _fault(self, message: str) -> None:
+        self.error = message
+        self.executor.clear()
+        self.ramp.reset()
+        self.operator_started = False
+        self.state = DriverState.ERROR
+        self._event(f"backend fault on arm '{self.arm_name}': {message}: holding")
+
+    def _check_reading(self, reading: JointReading) -> None:
+        pos = np.asarray(reading.positions, dtype=np.float64)
+        if pos.shape != (len(self.joint_names),):
+            raise BackendError(f"arm '{self.arm_name}': backend returned {pos.shape} positions for {len(self.joint_names)} joints")
+        if not np.all(np.isfinite(pos)):
+            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(pos))]
+            raise BackendError(f"arm '{self.arm_name}': non-finite position reading for {', '.join(bad)}")
+
+    def status(self) -> dict:
+        with self.lock:
+            return {
+                "arm": self.arm_name,
+                "state": int(self.state),
+                "actuation_enabled": self.actuation_enabled,
+                "dry_run": not self.actuation_enabled,
+                "estop_latched": self.estop_latched,
+                "operator_started": self.operator_started,
+                "active_sequence": self.active_sequence,
+                "steps_remaining": self.steps_remaining,
+                "last_event": self.last_event,
+                **self.counters.as_dict(),
+            }
