@@ -19,5 +19,12 @@ setup(
     # Executables: one line per node, "name = package.nodes.module:main".
     entry_points={"console_scripts": [
         "molmoact2-build-tiny-checkpoint = molmoact2_policy.core.tiny_checkpoint:main",
+        "policy_node = molmoact2_policy.nodes.policy_node:main",
+        "recorder_node = molmoact2_policy.nodes.recorder_node:main",
+        "replay_node = molmoact2_policy.nodes.replay_node:main",
+        "molmoact2-record = molmoact2_policy.nodes.recorder_node:cli",
+        "molmoact2-replay = molmoact2_policy.nodes.replay_node:cli",
+        "molmoact2-evaluate = molmoact2_policy.core.evaluation.cli:evaluate_main",
+        "molmoact2-export-lerobot = molmoact2_policy.core.evaluation.cli:export_main",
     ]},
 )

@@ -68,26 +68,26 @@ HIDDEN = 64
 _DEG = 180.0 / np.pi
 TAGS: dict[str, dict] = {
     "franka_droid": dict(
-        state_dim=8, action_dim=8, horizon=15, setup_type="franka droid",
+        state_dim=8, action_dim=8, horizon=15, setup_type="franka droid", cameras=["external", "wrist"],
         control_mode="absolute joint position",
         low=[-2.4, -1.5, -2.6, -2.8, -2.5, 0.8, -2.7, 0.0],
         high=[2.4, 1.5, 2.6, -0.3, 2.5, 4.2, 2.7, 1.0],
     ),
     "yam_dual_molmoact2": dict(
-        state_dim=14, action_dim=14, horizon=30, setup_type="bimanual yam",
+        state_dim=14, action_dim=14, horizon=30, setup_type="bimanual yam", cameras=["top", "left", "right"],
         control_mode="absolute joint position",
         low=[-2.3, 0.1, 0.1, -1.5, -1.4, -1.9, 0.0] * 2,
         high=[2.8, 3.4, 2.9, 1.4, 1.4, 1.9, 1.0] * 2,
     ),
     "so100_so101_molmoact2": dict(
-        state_dim=6, action_dim=6, horizon=30, setup_type="so100 so101",
+        state_dim=6, action_dim=6, horizon=30, setup_type="so100 so101", cameras=["front", "wrist"],
         control_mode="absolute joint position",
         # degrees, LeRobot's old calibration (signs and offsets), gripper 0..100
         low=[-100.0, -10.0, -5.0, -90.0, -150.0, 0.0],
         high=[100.0, 190.0, 185.0, 90.0, 150.0, 100.0],
     ),
     "libero": dict(
-        state_dim=8, action_dim=7, horizon=10, setup_type="libero franka",
+        state_dim=8, action_dim=7, horizon=10, setup_type="libero franka", cameras=["agentview", "wrist"],
         control_mode="delta end effector pose",
         low=[-0.9, -0.9, -0.9, -0.3, -0.3, -0.3, -1.0],
         high=[0.9, 0.9, 0.9, 0.3, 0.3, 0.3, 1.0],
@@ -338,6 +338,7 @@ def _norm_stats() -> dict:
             "action_stats": stats(low, high), "state_stats": stats(s_low, s_high),
             "setup_type": spec["setup_type"], "control_mode": spec["control_mode"],
             "action_horizon": spec["horizon"], "n_action_steps": spec["horizon"],
+            "camera_keys": spec["cameras"],
         }
     return {"norm_mode": "q01_q99", "metadata_by_tag": by_tag}
 

@@ -65,6 +65,7 @@ class TagInfo:
     n_action_steps: int | None
     control_mode: str = ""
     setup_type: str = ""
+    cameras: tuple[str, ...] | None = None  # the tag's camera keys in model order, when the stats say
 
     @property
     def action_space(self) -> str | None:

@@ -97,10 +97,19 @@ def read_tag_infos(stats_path: str | os.PathLike) -> dict[str, TagInfo]:
             n_action_steps=pos_int(meta.get("n_action_steps")),
             control_mode=str(meta.get("control_mode") or ""),
             setup_type=str(meta.get("setup_type") or ""),
+            cameras=_camera_keys(meta),
         )
         for tag, meta in by_tag.items()
         if isinstance(meta, dict)
     }
+
+
+def _camera_keys(meta: dict) -> tuple[str, ...] | None:
+    for key in ("camera_keys", "image_keys", "cameras"):
+        v = meta.get(key)
+        if isinstance(v, (list, tuple)) and v:
+            return tuple(str(x) for x in v)
+    return None
 
 
 def strict_reload(model: Any, checkpoint: str | os.PathLike) -> None:

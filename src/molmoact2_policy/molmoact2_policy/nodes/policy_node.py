@@ -1,0 +1,421 @@
+"""The policy node: MolmoAct2 behind a lifecycle node (thin wrapper around ``core.policy_runtime``).
+
+Lifecycle: configure loads the backend (hf / lerobot / remote), checks the checkpoint's norm tag,
+camera set, state size and action space against the embodiment config, and runs a warm-up call
+(excluded from statistics); activate starts inferring (a new episode); deactivate stops publishing;
+cleanup releases the model.
+
+Topics (relative names; namespace per robot):
+  subscribes  observation (molmoact2_msgs/Observation, newest wins), instruction (std_msgs/String,
+              latched), chunk_request (std_msgs/Empty: on_demand mode, the executor asks for a chunk)
+  publishes   action_chunk (ActionChunk, wire units), depth_tokens (DepthTokens, Think only),
+              policy_status (PolicyStatus, latched; consuming_stamp = capture stamp of the main camera
+              of the observation whose inference just started), /diagnostics
+Services: set_instruction (SetInstruction; a new instruction starts a new episode), ~/start, ~/stop,
+~/reset, ~/request_chunk (std_srvs/Trigger).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.serialization import deserialize_message
+from std_msgs.msg import Empty, String
+from std_srvs.srv import Trigger
+
+from molmoact2_common import qos
+from molmoact2_common.embodiment import EmbodimentError, load_embodiment
+from molmoact2_common.node_main import run_node
+from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
+from molmoact2_msgs.msg import ActionChunk, DepthTokens, Observation, PolicyStatus
+from molmoact2_msgs.srv import SetInstruction
+
+from ..core.backends import BACKEND_KINDS, BackendError, BackendUnavailable, PolicyRequest, make_backend
+from ..core.policy_io import PolicyIO, PolicyIOError
+from ..core.policy_runtime import (ERROR, IDLE, PAUSED, RATE_MODES, RUNNING, WARMING, ChunkOutput,
+                                   ObservationInput, PolicyRuntime, RuntimeConfig)
+from ..ros_conversions import ns_to_time, observation_msg_to_arrays
+
+STATE_CODES = {IDLE: PolicyStatus.STATE_IDLE, WARMING: PolicyStatus.STATE_WARMING, RUNNING: PolicyStatus.STATE_RUNNING,
+               PAUSED: PolicyStatus.STATE_PAUSED, ERROR: PolicyStatus.STATE_ERROR}
+
+PARAMS = [
+    ParamSpec("embodiment", str, "so101", "embodiment config name (config/embodiments/<name>.yaml) or path"),
+    ParamSpec("norm_tag", str, "", "norm tag ('' = the embodiment's model.norm_tag)"),
+    ParamSpec("backend", str, "hf", "how the model runs", choices=BACKEND_KINDS),
+    ParamSpec("checkpoint", str, "", "hf: local HF checkpoint directory; lerobot: local LeRobot policy directory"),
+    ParamSpec("device", str, "cpu", "torch device (cpu, cuda, cuda:0)"),
+    ParamSpec("dtype", str, "float32", "model dtype", choices=("float32", "bfloat16", "float16")),
+    ParamSpec("action_mode", str, "continuous", "flow-matching expert or OpenFAST tokens", choices=("continuous", "discrete")),
+    ParamSpec("think", bool, False, "MolmoAct2-Think depth reasoning (needs a Think checkpoint)"),
+    ParamSpec("adaptive_depth", bool, True, "Think: re-predict only the depth cells whose image patch changed (eq. 6)"),
+    ParamSpec("num_steps", int, 0, "flow-matching steps (0 = the checkpoint's default)", non_negative, ">= 0"),
+    ParamSpec("n_action_steps", int, 0, "steps per chunk (0 = the norm tag's n_action_steps)", non_negative, ">= 0"),
+    ParamSpec("cuda_graph", bool, False, "CUDA graphs for the flow loop and depth decoding (CUDA only)"),
+    ParamSpec("action_tokenizer", str, "", "discrete mode: local OpenFAST tokenizer directory ('' = <checkpoint>/action_tokenizer)"),
+    ParamSpec("num_threads", int, 0, "torch CPU threads (0 = torch's default)", non_negative, ">= 0"),
+    ParamSpec("remote_url", str, "http://127.0.0.1:8000", "remote: base URL of an /act server"),
+    ParamSpec("remote_protocol", str, "auto", "remote: request keys (droid: external_cam/wrist_cam; yam: top_cam/left_cam/right_cam; generic: <camera>_cam)",
+              choices=("auto", "droid", "yam", "generic")),
+    ParamSpec("remote_encoding", str, "json", "remote: json (json_numpy), jpeg (images_jpeg) or binary (our server's faster encoding)",
+              choices=("json", "jpeg", "binary")),
+    ParamSpec("remote_timeout_s", float, 2.0, "remote: request timeout, seconds", positive, "> 0"),
+    ParamSpec("remote_token", str, "", "remote: bearer token for a server bound beyond localhost"),
+    ParamSpec("backend_options", str, "", "JSON object of extra backend options"),
+    ParamSpec("rate_mode", str, "max", "max: as fast as possible; fixed: at most rate_hz; on_demand: one chunk per request", choices=RATE_MODES),
+    ParamSpec("rate_hz", float, 10.0, "fixed rate mode: chunks per second", positive, "> 0"),
+    ParamSpec("max_age_s", float, 0.5, "refuse observations whose camera frames are older than this (0 = no check)", non_negative, ">= 0"),
+    ParamSpec("episode_gap_s", float, 2.0, "a gap in observations longer than this starts a new episode (0 = never)", non_negative, ">= 0"),
+    ParamSpec("max_episode_s", float, 0.0, "stop inferring after an episode this long (0 = unlimited)", non_negative, ">= 0"),
+    ParamSpec("seed", int, -1, "flow noise seed for every call (-1 = random); for parity tests and replay", lambda v: v >= -1, ">= -1"),
+    ParamSpec("warmup", bool, True, "run one warm-up inference at configure (excluded from statistics)"),
+    ParamSpec("retry_initial_s", float, 0.2, "backoff after a failed inference, first delay", positive, "> 0"),
+    ParamSpec("retry_max_s", float, 5.0, "backoff after failed inferences, largest delay", positive, "> 0"),
+    ParamSpec("status_rate_hz", float, 1.0, "policy_status and /diagnostics rate (status is also published on every change)", positive, "> 0"),
+    ParamSpec("instruction", str, "", "initial instruction ('' = wait for the instruction topic or set_instruction)"),
+    ParamSpec("autostart", str, "none", "lifecycle transitions to run at start", choices=("none", "configure", "activate")),
+]
+
+
+class _Sink:
+    """RuntimeSink: publishes from the inference thread."""
+
+    def __init__(self, node: "PolicyNode") -> None:
+        self.node = node
+
+    def consuming(self, stamp_ns: int) -> None:
+        self.node._consuming_ns = stamp_ns
+        self.node._publish_status()
+
+    def chunk(self, out: ChunkOutput) -> None:
+        self.node._publish_chunk(out)
+
+    def status(self, state: str, message: str) -> None:
+        if state == ERROR:
+            self.node.get_logger().error(message, throttle_duration_sec=2.0)
+        self.node._publish_status()
+
+    def warn(self, key: str, message: str) -> None:
+        self.node._refusals += 1
+        if key == "stale":
+            self.node.get_logger().warn(message, throttle_duration_sec=2.0)
+        else:
+            self.node.get_logger().warn(message, throttle_duration_sec=1.0)
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("policy", **kwargs)
+        self.p = declare_parameters(self, PARAMS)
+        self.backend = None
+        self.io: PolicyIO | None = None
+        self.runtime: PolicyRuntime | None = None
+        self.model_id = ""
+        self.mode = ""
+        self._consuming_ns = 0
+        self._refusals = 0
+        self._last_publish_s = 0.0  # the last chunk publish call's duration (benchmark)
+        self._main_frame = ""
+        self.status_pub = self.create_publisher(PolicyStatus, "policy_status", qos.POLICY_STATUS)
+        self.chunk_pub = self.create_publisher(ActionChunk, "action_chunk", qos.ACTION_CHUNK)
+        self.depth_pub = self.create_publisher(DepthTokens, "depth_tokens", qos.DEPTH_TOKENS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
+        self.create_subscription(Observation, "observation", self._on_observation, qos.OBSERVATION, raw=True)
+        self.create_subscription(String, "instruction", self._on_instruction_topic, qos.INSTRUCTION)
+        self.create_subscription(Empty, "chunk_request", lambda _m: self.runtime and self.runtime.request_chunk(), qos.ACTION_CHUNK)
+        self.create_service(SetInstruction, "set_instruction", self._on_set_instruction)
+        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/stop", self._on_stop)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/request_chunk", self._on_request_chunk)
+        self._pending_instruction = self.p["instruction"]
+        self.create_timer(1.0 / self.p["status_rate_hz"], self._periodic)
+        self._publish_status()
+        if self.p["autostart"] != "none":
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return
+        if self.p["autostart"] == "activate":
+            self.trigger_activate()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _backend_options(self) -> dict:
+        p = self.p
+        kind = p["backend"]
+        if kind == "remote":
+            opts = dict(url=p["remote_url"], protocol=p["remote_protocol"], encoding=p["remote_encoding"],
+                        timeout_s=p["remote_timeout_s"], token=p["remote_token"] or None)
+        else:
+            opts = dict(checkpoint=p["checkpoint"], device=p["device"], dtype=p["dtype"], action_mode=p["action_mode"],
+                        num_steps=p["num_steps"] or None, n_action_steps=p["n_action_steps"] or None,
+                        cuda_graph=p["cuda_graph"], num_threads=p["num_threads"] or None)
+            if kind == "hf":
+                opts.update(think=p["think"], adaptive_depth=p["adaptive_depth"],
+                            action_tokenizer=p["action_tokenizer"] or None)
+            elif p["think"]:
+                raise ParameterError("parameter 'think' = True: the lerobot backend does not support Think; use backend 'hf'")
+        if p["backend_options"]:
+            try:
+                extra = json.loads(p["backend_options"])
+            except json.JSONDecodeError as exc:
+                raise ParameterError(f"parameter 'backend_options' is not JSON: {exc}") from None
+            if not isinstance(extra, dict):
+                raise ParameterError("parameter 'backend_options' must be a JSON object")
+            opts.update(extra)
+        return opts
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        self._set_static_status(WARMING, "loading the model")
+        try:
+            self.p = declare_parameters(self, PARAMS)
+            emb = load_embodiment(self.p["embodiment"])
+            io = PolicyIO(emb, self.p["norm_tag"] or None)
+            self._main_frame = emb.camera(io.camera_order[0]).frame_id
+            opts = self._backend_options()
+            if self.p["backend"] in ("hf", "lerobot") and not self.p["checkpoint"]:
+                raise ParameterError("parameter 'checkpoint' is empty: give the local checkpoint directory")
+            t0 = time.perf_counter()
+            backend = make_backend(self.p["backend"], **opts)
+            info = backend.info()
+            io.check_backend(info)
+            self.model_id = info.model_id
+            self.mode = info.mode
+            log.info(f"loaded {info.kind} backend '{info.model_id}' ({info.mode}) in {time.perf_counter() - t0:.2f} s; "
+                     f"norm tag '{io.norm_tag}', cameras {io.camera_order}, {len(io.state_joints)} state / "
+                     f"{len(io.action_joints)} action joints")
+            if self.p["warmup"]:
+                self._warmup(backend, io, emb)
+        except (EmbodimentError, ParameterError, PolicyIOError, BackendError, ValueError) as exc:
+            log.error(f"configure failed: {exc}")
+            self._set_static_status(ERROR, f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.backend, self.io = backend, io
+        cfg = RuntimeConfig(rate_mode=self.p["rate_mode"], rate_hz=self.p["rate_hz"], max_age_s=self.p["max_age_s"],
+                            episode_gap_s=self.p["episode_gap_s"], max_episode_s=self.p["max_episode_s"],
+                            seed=None if self.p["seed"] < 0 else self.p["seed"],
+                            retry_initial_s=self.p["retry_initial_s"], retry_max_s=self.p["retry_max_s"])
+        self.runtime = PolicyRuntime(backend, io, cfg, _Sink(self), now_ns=lambda: self.get_clock().now().nanoseconds)
+        self.runtime.state = IDLE
+        if self._pending_instruction:
+            self.runtime.set_instruction(self._pending_instruction)
+        self.runtime.start_thread()
+        self._set_static_status(IDLE, "configured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _warmup(self, backend, io: PolicyIO, emb) -> None:
+        """One call on a synthetic observation: excluded from statistics (cold latency made arms jump)."""
+        images = [np.zeros((c.height, c.width, 3), np.uint8) for c in emb.cameras_in_model_order()]
+        mid = []
+        for j in io.state_joints:
+            arm = next(a for a in emb.arms if j in a.joints)
+            lo, hi = arm.position_limits[j]
+            mid.append((lo + hi) / 2.0)
+        state = io.state_to_model(io.state_joints, mid)
+        t0 = time.perf_counter()
+        try:
+            backend.predict(PolicyRequest(images=images, state=state, instruction="warm up", norm_tag=io.norm_tag,
+                                          camera_names=list(io.camera_order), seed=0))
+        except BackendUnavailable as exc:  # a remote server may come up later: the loop retries
+            self.get_logger().warn(f"warm-up call failed ({exc}); inference will retry with backoff")
+            return
+        finally:
+            backend.reset()
+        self.get_logger().info(f"warm-up inference took {time.perf_counter() - t0:.3f} s (excluded from statistics)")
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.runtime.activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.runtime.deactivate("deactivated")
+        return super().on_deactivate(state)
+
+    def _teardown(self) -> None:
+        if self.runtime is not None:
+            self.runtime.shutdown()
+            self.runtime = None
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        self._set_static_status(IDLE, "cleaned up")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self):
+        self._teardown()
+        return super().destroy_node()
+
+    # ------------------------------------------------------------------ inputs
+    def _on_observation(self, data: bytes) -> None:
+        t0 = time.perf_counter()
+        try:
+            msg = deserialize_message(data, Observation)
+        except Exception as exc:  # a malformed message never kills the node
+            self.get_logger().warn(f"cannot deserialise an Observation: {exc}", throttle_duration_sec=2.0)
+            return
+        t1 = time.perf_counter()
+        if self.runtime is None or not self.runtime.active:
+            return
+        try:
+            arr = observation_msg_to_arrays(msg)
+        except ValueError as exc:
+            self._refusals += 1
+            self.get_logger().warn(f"observation refused: {exc}", throttle_duration_sec=2.0)
+            return
+        stamp = arr.stamp_ns
+        main = self.io.camera_order[0]
+        if main in arr.camera_names and len(arr.capture_stamps_ns) == len(arr.camera_names):
+            stamp = arr.capture_stamps_ns[arr.camera_names.index(main)]
+        stale = list(arr.camera_stale) + [False] * (len(arr.camera_names) - len(arr.camera_stale))
+        captures = arr.capture_stamps_ns if len(arr.capture_stamps_ns) == len(arr.camera_names) else [arr.stamp_ns] * len(arr.camera_names)
+        self.runtime.offer_observation(ObservationInput(
+            stamp_ns=stamp, camera_names=arr.camera_names, images=arr.images, capture_stamps_ns=captures,
+            camera_stale=stale, joint_names=list(arr.joints.names), positions=list(arr.joints.positions),
+            received_mono=t1, deserialise_s=t1 - t0))
+
+    def _apply_instruction(self, text: str) -> None:
+        self._pending_instruction = text
+        if self.runtime is not None:
+            self.runtime.set_instruction(text)
+        self.get_logger().info(f"instruction: {text!r} (new episode)")
+
+    def _on_instruction_topic(self, msg: String) -> None:
+        self._apply_instruction(msg.data)
+
+    def _on_set_instruction(self, request, response):
+        text = request.instruction.strip()
+        if not text:
+            response.success, response.message = False, "empty instruction refused"
+            return response
+        self._apply_instruction(text)
+        response.success, response.message = True, "instruction set; new episode"
+        return response
+
+    def _lifecycle_active(self) -> bool:
+        return self.runtime is not None and self._state_machine.current_state[1] == "active"
+
+    def _on_start(self, request, response):
+        if not self._lifecycle_active():
+            response.success, response.message = False, "node is not active (configure and activate it first)"
+            return response
+        self.runtime.activate()
+        response.success, response.message = True, "inference started (new episode)"
+        return response
+
+    def _on_stop(self, request, response):
+        if self.runtime is None:
+            response.success, response.message = False, "node is not configured"
+            return response
+        self.runtime.deactivate("stopped by ~/stop")
+        response.success, response.message = True, "inference stopped; nothing is published"
+        return response
+
+    def _on_reset(self, request, response):
+        if self.runtime is None:
+            response.success, response.message = False, "node is not configured"
+            return response
+        self.runtime.reset()
+        response.success, response.message = True, "new episode: depth cache dropped"
+        return response
+
+    def _on_request_chunk(self, request, response):
+        if self.runtime is None:
+            response.success, response.message = False, "node is not configured"
+            return response
+        self.runtime.request_chunk()
+        response.success, response.message = True, "chunk requested"
+        return response
+
+    # ------------------------------------------------------------------ outputs
+    def _publish_chunk(self, out: ChunkOutput) -> None:
+        t0 = time.perf_counter()
+        msg = ActionChunk()
+        msg.header.stamp = ns_to_time(out.stamp_ns)
+        msg.joint_names = out.joint_names
+        msg.horizon = int(out.positions.shape[0])
+        msg.dt = float(out.dt)
+        msg.positions = out.positions.reshape(-1).tolist()
+        msg.sequence = int(out.sequence)
+        msg.model_id = self.model_id
+        msg.inference_latency = float(out.latency_s)
+        self.chunk_pub.publish(msg)
+        if out.depth_codes is not None:
+            d = DepthTokens()
+            d.header.stamp = self.get_clock().now().to_msg()
+            d.header.frame_id = self._main_frame
+            d.camera = self.io.camera_order[0]
+            d.rows, d.cols, d.num_codes = int(out.depth_rows), int(out.depth_cols), int(out.num_depth_codes)
+            d.codes = out.depth_codes.astype(np.uint8).tobytes()
+            d.refreshed = [bool(x) for x in out.depth_refreshed]
+            d.observation_stamp = ns_to_time(out.stamp_ns)
+            self.depth_pub.publish(d)
+        self._last_publish_s = time.perf_counter() - t0
+        self._last_chunk = out
+
+    def _status_msg(self, state: str, message: str) -> PolicyStatus:
+        msg = PolicyStatus()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.state = STATE_CODES.get(state, PolicyStatus.STATE_IDLE)
+        msg.model = self.model_id
+        msg.backend = self.p["backend"]
+        msg.mode = self.mode or ("think" if self.p["think"] else self.p["action_mode"])
+        msg.consuming_stamp = ns_to_time(self._consuming_ns)
+        r = self.runtime
+        if r is not None:
+            msg.last_latency, msg.p99_latency = float(r.stats.last), float(r.stats.p99)
+            msg.achieved_rate, msg.chunk_count = float(r.stats.rate), int(r.stats.count)
+        msg.message = message
+        return msg
+
+    def _publish_status(self) -> None:
+        r = self.runtime
+        if r is not None:
+            self.status_pub.publish(self._status_msg(r.state, r.message))
+
+    def _set_static_status(self, state: str, message: str) -> None:
+        self._static = (state, message)
+        if self.runtime is not None:
+            self.runtime.state, self.runtime.message = state, message
+        self.status_pub.publish(self._status_msg(state, message))
+
+    def _periodic(self) -> None:
+        r = self.runtime
+        state, message = (r.state, r.message) if r is not None else getattr(self, "_static", (IDLE, "unconfigured"))
+        self.status_pub.publish(self._status_msg(state, message))
+        st = DiagnosticStatus()
+        st.name = f"{self.get_fully_qualified_name()}: policy"
+        st.hardware_id = self.model_id
+        st.level = {ERROR: DiagnosticStatus.ERROR, PAUSED: DiagnosticStatus.WARN}.get(state, DiagnosticStatus.OK)
+        st.message = message or state
+        vals = {"state": state, "backend": self.p["backend"], "mode": self.mode, "refused_observations": self._refusals}
+        if r is not None:
+            vals.update(chunks=r.stats.count, last_latency_s=f"{r.stats.last:.4f}", p99_latency_s=f"{r.stats.p99:.4f}",
+                        achieved_rate_hz=f"{r.stats.rate:.2f}", episode=r.episode)
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in vals.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        self.diag_pub.publish(arr)
+
+
+def main(args=None) -> int:
+    return run_node(PolicyNode, args, multithreaded=False)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
