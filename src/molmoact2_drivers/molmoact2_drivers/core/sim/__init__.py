@@ -1,0 +1,1 @@
+"""MuJoCo models for simulation and kinematics: the robot models PyPI packages ship (offline)."""

