@@ -20,6 +20,7 @@ setup(
     entry_points={"console_scripts": [
         "molmoact2-build-tiny-checkpoint = molmoact2_policy.core.tiny_checkpoint:main",
         "policy_node = molmoact2_policy.nodes.policy_node:main",
+        "molmoact2-act-server = molmoact2_policy.server.app:main",
         "camera_node = molmoact2_policy.nodes.camera_node:main",
         "masking_node = molmoact2_policy.nodes.masking_node:main",
         "depth_viz_node = molmoact2_policy.nodes.depth_viz_node:main",
