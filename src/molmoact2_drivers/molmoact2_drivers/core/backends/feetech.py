@@ -221,6 +221,9 @@ class FeetechBackend(ArmBackend):
         self._port_handler = None
         self._packet_handler = None
         self._fault: str | None = None
+        self._fault_kind: str | None = None  # "io" (port lost: reopened on read) or "alarm" (a servo's alarm bits)
+        self.reconnect_interval_s = 0.5
+        self._last_reconnect_try = 0.0
         self._connected = False
         self._ever_connected = False
         self._torque = False
@@ -270,8 +273,8 @@ class FeetechBackend(ArmBackend):
         self._connected = False
 
     def _io_error(self, exc: BaseException) -> BackendError:
-        msg = f"{self._where()}: serial port {self.port} failed ({exc.__class__.__name__}: {exc}); the servos hold their last goal. Check the USB cable, then reset the driver to reconnect"
-        self._fault = msg
+        msg = f"{self._where()}: serial port {self.port} failed ({exc.__class__.__name__}: {exc}); the servos hold their last goal. Check the USB cable: the port is reopened when it is back"
+        self._fault, self._fault_kind = msg, "io"
         self._drop_port()
         return BackendError(msg)
 
@@ -377,7 +380,7 @@ class FeetechBackend(ArmBackend):
         with self._lock:
             reconnect = self._ever_connected
             self._drop_port()
-            self._fault = None
+            self._fault = self._fault_kind = None
             self._open()
             try:
                 for idx, sid in enumerate(self.ids):
@@ -451,7 +454,10 @@ class FeetechBackend(ArmBackend):
             raise BackendError(f"{self._where()}: not connected")
 
     def _read_state_locked(self) -> JointReading:
-        self._require()
+        if self._fault_kind == "io":
+            self._try_reconnect()
+        if not self._connected or self._port_handler is None:
+            raise BackendError(self._fault or f"{self._where()}: not connected")
         datas, errors = self._sync_read_state()
         stamp = time.monotonic()
         self.counters["reads"] += 1
@@ -482,9 +488,32 @@ class FeetechBackend(ArmBackend):
             msg = (f"{self._where(i)} reports {alarm_text(errs[i])} (temperature {temps[i]} C, {volts[i]:.1f} V); "
                    "the arm stops commanding: the servo protects itself (torque off) and the others hold their last goal. "
                    "Let it cool or fix the supply, then reset the driver")
-            self._fault = msg
+            self._fault, self._fault_kind = msg, "alarm"
             raise BackendError(msg)
+        if self._fault_kind == "alarm":  # no alarm any more: servos that protected themselves hold again
+            self._fault = self._fault_kind = None
+            if self._torque:
+                for idx in range(len(self.ids)):
+                    if self._read(idx, "Torque_Enable") == 0:
+                        self._write(idx, "Goal_Position", decode_sign_magnitude(datas[idx][0] | (datas[idx][1] << 8), 15))
+                        self._write(idx, "Torque_Enable", 1)
+                        self._write(idx, "Lock", 1)
+            log.warning("%s: servo alarms cleared; holding", self._where())
         return reading
+
+    def _try_reconnect(self) -> None:
+        """After a lost port: reopen the same path (rate-limited); the servos held their last goal meanwhile."""
+        now = time.monotonic()
+        if now - self._last_reconnect_try < self.reconnect_interval_s:
+            raise BackendError(self._fault)
+        self._last_reconnect_try = now
+        fault = self._fault
+        try:
+            self.connect()
+        except BackendError as exc:
+            self._fault, self._fault_kind = fault, "io"
+            raise BackendError(f"{fault} (reconnect failed: {exc})") from None
+        log.warning("%s: reconnected", self._where())
 
     def read_state(self) -> JointReading:
         with self._lock:
