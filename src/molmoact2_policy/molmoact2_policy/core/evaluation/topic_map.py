@@ -27,6 +27,7 @@ from .bagio import TopicInfo
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_TYPE = "sensor_msgs/msg/JointState"
 CHUNK_TYPE = "molmoact2_msgs/msg/ActionChunk"
+DEFAULT_INSTRUCTION_TOPIC = "/policy/instruction"
 
 
 class TopicMapError(ValueError):
@@ -78,7 +79,8 @@ def default_topic_map(emb: Embodiment) -> TopicMap:
         t = str(arm.backend.get("joint_states_topic") or "/joint_states")
         if t not in joints:
             joints.append(t)
-    return TopicMap(cams, joints, source=f"defaults of embodiment '{emb.name}'")
+    # the live graph's names: the policy node's latched instruction and its chunks
+    return TopicMap(cams, joints, instruction=DEFAULT_INSTRUCTION_TOPIC, source=f"defaults of embodiment '{emb.name}'")
 
 
 def resolve_topic_map_path(name_or_path: str | os.PathLike) -> Path:
@@ -114,7 +116,7 @@ def load_topic_map(name_or_path: str | os.PathLike | None, emb: Embodiment) -> T
         raise TopicMapError(f"{path}: 'joint_map' maps onto joints the embodiment does not have: {', '.join(bad)}")
     sync = {str(k): float(v) for k, v in (raw.get("sync") or {}).items()}
     return TopicMap({c: str(cams[c]) for c in emb.model.camera_order}, [str(t) for t in js], jmap,
-                    str(raw.get("action_chunks") or ""), str(raw.get("instruction") or ""), sync, str(path))
+                    str(raw.get("action_chunks") or ""), str(raw.get("instruction") or base.instruction), sync, str(path))
 
 
 class JointNameMapper:
