@@ -62,6 +62,8 @@ class NodeSpec:
     # arm drivers of a real robot wait for the operator's start; sim arms are started automatically
     arm_driver: bool = False
     extra_args: list[str] = field(default_factory=list)
+    # a tool that only an apt ROS install has (rviz2): the runner skips it with a note
+    optional: bool = False
 
     @property
     def fully_qualified_name(self) -> str:
@@ -181,6 +183,10 @@ def load_deployment(name_or_path: str | os.PathLike, overrides: dict[str, str] |
         if a.choices and scope[a.name] not in a.choices:
             raise GraphError(f"argument '{a.name}' = '{scope[a.name]}': must be one of {', '.join(a.choices)}")
 
+    # Built-ins every description may use: ${ns} ("" or "/<namespace>") and ${config_dir}.
+    namespace = scope.get("namespace", "").strip("/")
+    scope = {**scope, "ns": f"/{namespace}" if namespace else "", "config_dir": str(config_root())}
+
     embodiment = None
     if "embodiment" in raw:
         embodiment = load_embodiment(_substitute(str(raw["embodiment"]), scope, "embodiment", path))
@@ -210,12 +216,14 @@ def load_deployment(name_or_path: str | os.PathLike, overrides: dict[str, str] |
                 lifecycle_order=int(node.get("lifecycle_order", 100)),
                 arm_driver=bool(node.get("arm_driver", False)),
                 extra_args=[str(x) for x in _substitute(list(node.get("extra_args") or []), s, f"{where}.extra_args", path)],
+                optional=bool(node.get("optional", False)),
             ))
     names = [n.fully_qualified_name for n in nodes]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise GraphError(f"{path}: two nodes share the name {', '.join(dupes)}")
-    return DeploymentGraph(str(raw.get("deployment", path.stem)), path, str(raw.get("description", "")), scope, nodes)
+    arguments = {a.name: scope[a.name] for a in args}
+    return DeploymentGraph(str(raw.get("deployment", path.stem)), path, str(raw.get("description", "")), arguments, nodes)
 
 
 def ros_args(spec: NodeSpec, params_file: str | None = None, use_sim_time: bool | None = None) -> list[str]:

@@ -52,6 +52,12 @@ class GraphProcesses:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for spec in self.graph.nodes:
             fqn = spec.fully_qualified_name
+            if spec.optional:
+                try:
+                    executable_path(spec)
+                except GraphError as exc:
+                    self.echo(f"[runner] skipping optional {fqn}: {exc}")
+                    continue
             params = self.log_dir / f"{spec.name}.params.yaml"
             params.write_text(yaml.safe_dump(params_file_content(spec, self.use_sim_time)))
             log = self.log_dir / f"{fqn.strip('/').replace('/', '__')}.log"
