@@ -147,7 +147,7 @@ class PolicyNode(LifecycleNode):
             self.trigger_activate()
 
     # ------------------------------------------------------------------ lifecycle
-    def _backend_options(self) -> dict:
+    def _backend_options(self, io: PolicyIO) -> dict:
         p = self.p
         kind = p["backend"]
         if kind == "remote":
@@ -162,6 +162,9 @@ class PolicyNode(LifecycleNode):
                             action_tokenizer=p["action_tokenizer"] or None)
             elif p["think"]:
                 raise ParameterError("parameter 'think' = True: the lerobot backend does not support Think; use backend 'hf'")
+            else:
+                opts.update(norm_tag=io.norm_tag, camera_names=list(io.camera_order),
+                            action_tokenizer=p["action_tokenizer"] or None)
         if p["backend_options"]:
             try:
                 extra = json.loads(p["backend_options"])
@@ -180,7 +183,7 @@ class PolicyNode(LifecycleNode):
             emb = load_embodiment(self.p["embodiment"])
             io = PolicyIO(emb, self.p["norm_tag"] or None)
             self._main_frame = emb.camera(io.camera_order[0]).frame_id
-            opts = self._backend_options()
+            opts = self._backend_options(io)
             if self.p["backend"] in ("hf", "lerobot") and not self.p["checkpoint"]:
                 raise ParameterError("parameter 'checkpoint' is empty: give the local checkpoint directory")
             t0 = time.perf_counter()
