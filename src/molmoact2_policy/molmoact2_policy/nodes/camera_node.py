@@ -45,8 +45,8 @@ PARAMS = [
 
 
 class CameraNode(Node):
-    def __init__(self) -> None:
-        super().__init__("camera_node")
+    def __init__(self, **kwargs) -> None:
+        super().__init__("camera_node", **kwargs)
         p = declare_parameters(self, PARAMS)
         self.p = p
         try:

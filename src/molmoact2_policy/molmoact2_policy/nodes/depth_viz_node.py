@@ -35,8 +35,8 @@ PARAMS = [
 
 
 class DepthVizNode(Node):
-    def __init__(self) -> None:
-        super().__init__("depth_viz_node")
+    def __init__(self, **kwargs) -> None:
+        super().__init__("depth_viz_node", **kwargs)
         self.p = p = declare_parameters(self, PARAMS)
         camera, default_frame = p["camera"], ""
         if p["embodiment"]:

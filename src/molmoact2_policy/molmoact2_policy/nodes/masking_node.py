@@ -36,8 +36,8 @@ PARAMS = [
 
 
 class MaskingNode(Node):
-    def __init__(self) -> None:
-        super().__init__("masking_node")
+    def __init__(self, **kwargs) -> None:
+        super().__init__("masking_node", **kwargs)
         self.p = p = declare_parameters(self, PARAMS)
         self.tracker: cm.ChangeMaskTracker | None = None
         self.pending_reference: int | None = None
