@@ -19,5 +19,6 @@ setup(
     # Executables: one line per node, "name = package.nodes.module:main".
     entry_points={"console_scripts": [
         "driver_node = molmoact2_drivers.nodes.driver_node:main",
+        "mujoco_sim_node = molmoact2_drivers.nodes.mujoco_sim_node:main",
     ]},
 )

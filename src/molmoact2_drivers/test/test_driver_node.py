@@ -29,7 +29,7 @@ def _chunk(node, names, rows, dt=1 / 30, seq=1, stamp=None):
 class Probe:
     """Publishers and subscribers of one driver's topics."""
 
-    def __init__(self, ros, ns: str = "", driver: str = "arm_driver"):
+    def __init__(self, ros, ns: str = "", driver: str = "arm_driver", **node_kwargs):
         from lifecycle_msgs.srv import ChangeState, GetState
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool, Empty
@@ -39,7 +39,7 @@ class Probe:
         from molmoact2_msgs.msg import ActionChunk, DriverStatus
 
         self.ros = ros
-        self.node = ros.node("probe")
+        self.node = ros.node("probe", **node_kwargs)
         self.joint_states: list = []
         self.commanded: list = []
         self.status: list = []

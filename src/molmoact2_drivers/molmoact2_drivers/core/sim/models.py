@@ -46,6 +46,8 @@ class SimModelSpec:
     gripper_ctrl_closed: float = 0.0
     gripper_ctrl_open: float = 1.0
     virtual_gripper_tau: float = 0.05  # seconds, when the model has no gripper
+    armature: float = 0.0  # minimum rotor inertia per arm joint (kg m^2): keeps a stiff loop stable
+    contacts: bool = True  # False: the model's meshes touch at the joints (self-collision jams them)
     cameras: tuple[str, ...] = field(default_factory=tuple)
 
     def path(self, which: str = "xml") -> Path:
@@ -103,6 +105,9 @@ MODELS: dict[str, SimModelSpec] = {
         # i2rt's YAM gains
         kp=(80.0, 80.0, 80.0, 10.0, 10.0, 10.0),
         kd=(5.0, 5.0, 5.0, 1.5, 1.5, 1.5),
+        # the model's last link is almost massless (1e-6 kg): motor rotor inertia makes kd stable
+        armature=0.02,
+        contacts=False,
     ),
 }
 

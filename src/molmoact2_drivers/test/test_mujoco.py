@@ -1,0 +1,137 @@
+"""MuJoCo simulation: the packages' models track targets; the sim node closes the loop with the
+driver through the ros2_control bridge on simulated time; a stalled sim clock makes the driver hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco")
+
+from molmoact2_drivers.core.sim.arm_sim import ArmSim  # noqa: E402
+from molmoact2_drivers.core.sim.models import MODELS  # noqa: E402
+
+from test_driver_node import Probe  # noqa: E402
+
+SO101 = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+
+
+@pytest.mark.parametrize("name,n,gripper", [("so101", 6, 5), ("panda", 8, 7), ("yam", 7, 6)])
+def test_each_sim_model_tracks_a_joint_target_including_the_torque_driven_ones(name, n, gripper):
+    sim = ArmSim(MODELS[name], n, gripper)
+    q0, _, _ = sim.read()
+    target = q0.copy()
+    target[sim.arm_index] += 0.15
+    target[gripper] = 0.9
+    sim.set_target(target)
+    sim.step(int(2.0 / sim.timestep))
+    q, dq, _ = sim.read()
+    assert np.all(np.isfinite(q))
+    np.testing.assert_allclose(q[sim.arm_index], target[sim.arm_index], atol=0.05)
+    assert np.abs(dq).max() < 0.05  # settled, not oscillating
+    assert abs(q[gripper] - 0.9) < 0.15
+
+
+def test_in_process_mujoco_backend_runs_under_the_driver_core():
+    from molmoact2_common.embodiment import load_embodiment
+    from molmoact2_drivers.core.backends import create_backend
+    from molmoact2_drivers.core.driver_core import ChunkInput
+    from molmoact2_drivers.core.factory import build_driver
+
+    emb = load_embodiment("so101")
+    arm = emb.arms[0]
+    backend = create_backend(arm, type_name="mujoco", embodiment=emb)
+    assert backend.simulated
+    d = build_driver(emb, arm, backend, {"execute_steps": 0, "chunk_timeout_s": 5.0})
+    d.configure()
+    d.activate(0.0, 0.0)
+    goal = np.array([0.3, -0.3, 0.3, 0.2, 0.0, 0.5])
+    d.on_chunk(ChunkInput(SO101, 0.0, 1 / 30, 30, np.linspace(np.zeros(6), goal, 30).ravel(), 1), 0.0)
+    # drive the loop on the simulation's own clock
+    for _ in range(250):
+        now = backend.sim.time
+        d.tick(now, now)
+        backend.sim.step(5)  # 10 ms per tick
+    np.testing.assert_allclose(d.last_command, goal, atol=1e-9)
+    np.testing.assert_allclose(backend.read_state().positions, goal, atol=0.06)
+
+
+def _sim_and_driver(*driver_params):
+    from support.ros_harness import ChildProcess
+
+    sim = ChildProcess.python_module(
+        "molmoact2_drivers.nodes.mujoco_sim_node", "--ros-args", "-p", "embodiment:=so101",
+        "-p", "controller:=arm_controller", "-p", "camera_rate_hz:=1.0", "-p", "camera_width:=64", "-p", "camera_height:=48",
+        "-p", "cameras:=[front=front]")
+    args = ["--ros-args", "-r", "__ns:=/so101", "-p", "use_sim_time:=true", "-p", "embodiment:=so101",
+            "-p", "backend:=ros2_control", "-p", "autostart:=activate", "-p", "execute_steps:=0",
+            "-p", "backend_options:='{\"command_topic\": \"/arm_controller/commands\", \"simulated\": true}'"]
+    for p in driver_params:
+        args += ["-p", p]
+    drv = ChildProcess.python_module("molmoact2_drivers.nodes.driver_node", *args)
+    return sim, drv
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_sim_node_closes_the_loop_with_the_driver_on_sim_time_and_renders_a_camera(ros):
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+
+    from molmoact2_common import qos
+
+    sim, drv = _sim_and_driver("chunk_timeout_s:=5.0")
+    try:
+        probe = Probe(ros, ns="/so101/", parameter_overrides=[Parameter("use_sim_time", value=True)])
+        images, clocks = [], []
+        probe.node.create_subscription(Image, "/cameras/front/image_raw", images.append, qos.CAMERA_IMAGE)
+        probe.node.create_subscription(Clock, "/clock", clocks.append, qos.CLOCK)
+        assert probe.wait_status(lambda s: s.actuation_enabled, 30), drv.output() + sim.output()
+        assert ros.spin_until(lambda: len(clocks) > 5 and probe.node.get_clock().now().nanoseconds > 0, 10)
+        goal = np.array([0.3, -0.3, 0.3, 0.2, 0.0, 0.6])
+        probe.send_chunk(np.linspace(np.zeros(6), goal, 30))
+        ok = ros.spin_until(lambda: probe.joint_states and np.allclose(probe.joint_states[-1].position, goal, atol=0.06), 20)
+        assert ok, f"{probe.latest_status()}\n{drv.output()}\n{sim.output()}"
+        assert probe.latest_status().chunks_refused == 0
+        assert ros.spin_until(lambda: len(images) > 0, 15), sim.output()
+        img = images[-1]
+        assert (img.width, img.height, img.encoding) == (64, 48, "rgb8") and len(img.data) == 64 * 48 * 3
+        assert np.frombuffer(bytes(img.data), np.uint8).std() > 0  # a rendered scene, not a blank frame
+    finally:
+        drv.stop()
+        sim.stop()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_a_sim_whose_clock_stalls_makes_the_driver_hold_instead_of_racing(ros):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    sim, drv = _sim_and_driver("chunk_timeout_s:=10.0")
+    try:
+        probe = Probe(ros, ns="/so101/", parameter_overrides=[Parameter("use_sim_time", value=True)])
+        assert probe.wait_status(lambda s: s.actuation_enabled, 30), drv.output() + sim.output()
+        assert ros.spin_until(lambda: probe.node.get_clock().now().nanoseconds > 0, 10)
+        goal = np.full(6, 0.5)
+        probe.send_chunk(np.linspace(np.zeros(6), goal, 150))  # 5 s of motion
+        assert ros.spin_until(lambda: probe.commanded and probe.commanded[-1].position[0] > 0.05, 15), drv.output()
+        setp = probe.node.create_client(SetParameters, "/mujoco_sim/set_parameters")
+        assert ros.wait_for_service(setp, 10)
+        req = SetParameters.Request()
+        req.parameters = [Parameter("paused", value=True).to_parameter_msg()]
+        assert ros.call(setp, req).results[0].successful
+        ros.spin_until(lambda: False, 0.3)  # the last in-flight commands drain
+        n = len(probe.commanded)
+        assert ros.spin_until(lambda: len(probe.commanded) > n + 50, 10)  # the servo loop keeps ticking...
+        held = np.array([m.position for m in probe.commanded[n:]])
+        assert np.ptp(held, axis=0).max() < 1e-12, "...but with the clock stalled the target must not move"
+        assert held[-1][0] < 0.45
+        assert probe.wait_status(lambda s: "not advanced" in s.last_event, 5)
+        req.parameters = [Parameter("paused", value=False).to_parameter_msg()]
+        assert ros.call(setp, req).results[0].successful
+        assert ros.spin_until(lambda: probe.commanded[-1].position[0] > held[-1][0] + 0.02, 10), drv.output()
+    finally:
+        drv.stop()
+        sim.stop()
