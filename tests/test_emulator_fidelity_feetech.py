@@ -131,6 +131,7 @@ def test_checksum_matches_the_sdk_framing(bus):
     assert ph.txPacket(port, tx) == scs.COMM_SUCCESS
     assert bytes(tx) == packet(3, 0x02, bytes([A_PRESENT_POS, 2]))
     assert tx[7] == checksum(bytes(tx[2:7]))
+    port.setPacketTimeoutMillis(2000)  # generous on a loaded machine
     rx, result = ph.rxPacket(port)
     assert result == scs.COMM_SUCCESS and rx[2] == 3 and len(rx) == 8
 

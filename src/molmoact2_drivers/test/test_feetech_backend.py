@@ -43,7 +43,7 @@ def backend(emu, **kw) -> FeetechBackend:
     return b
 
 
-def wait_until(pred, timeout=2.0):
+def wait_until(pred, timeout=8.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
