@@ -66,7 +66,8 @@ def test_refreshed_cells_of_a_think_run_equal_the_change_mask_of_the_same_observ
             obs_pub.publish(_obs(stamps[k], f, wrist))
             assert ros.spin_until(lambda: stamps[k] in tokens, 60), masker.output()
         for k in range(1, 4):  # the mask of observation k (against k-1) may follow its tokens
-            assert ros.spin_until(lambda: stamps[k] in masks, 10), masker.output()
+            assert ros.spin_until(lambda: stamps[k] in masks and rc.time_to_ns(masks[stamps[k]].reference_stamp) == stamps[k - 1], 10), (
+                {s: rc.time_to_ns(m.reference_stamp) for s, m in masks.items()}, masker.output())
 
         assert all(tokens[stamps[0]].refreshed)  # first step: no cache, everything predicted
         for k in range(1, 4):

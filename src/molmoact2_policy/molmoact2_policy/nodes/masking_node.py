@@ -46,8 +46,10 @@ class MaskingNode(Node):
         self.published = 0
         if p["cameras"]:
             self._make_tracker(p["cameras"])
-        self.create_subscription(Observation, "observation", self._on_observation, qos.OBSERVATION)
+        # status first: when a status and an observation are ready together, the executor takes
+        # them in creation order, and the reference must move before the next observation is masked
         self.create_subscription(PolicyStatus, "policy_status", self._on_status, qos.POLICY_STATUS)
+        self.create_subscription(Observation, "observation", self._on_observation, qos.OBSERVATION)
         self.get_logger().info(
             f"eq. (6) mask on {', '.join(p['cameras']) or 'every camera'}: {p['rows']}x{p['cols']} grid of "
             f"{p['patch_size']} px, threshold {p['threshold']}"
@@ -85,7 +87,7 @@ class MaskingNode(Node):
             more = self.tracker.set_reference(self.pending_reference)
             if more is not None:
                 self.pending_reference = None
-                results = more
+                results = results + more
         self._publish(results)
 
     def _on_status(self, msg: PolicyStatus) -> None:
