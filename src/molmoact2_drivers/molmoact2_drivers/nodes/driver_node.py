@@ -13,13 +13,16 @@ Services (std_srvs/Trigger, private): ~/start, ~/stop, ~/enable (actuation on), 
 (actuation off: shadow mode, torque stays on), ~/disable_torque (explicit; warns: arms without
 brakes drop), ~/reset (clears the e-stop latch and errors).
 
-The servo loop runs on a steady (wall) timer and reads the node's clock for chunk timing, so with
-use_sim_time a stalled /clock makes the arm hold instead of racing or stopping its loop.
+The servo loop runs on wall time (by default a dedicated thread ticking at absolute deadlines on
+the monotonic clock, decoupled from the executor's callbacks; ``servo_loop:=timer`` uses an rclpy
+steady timer instead) and reads the node's clock for chunk timing, so with use_sim_time a
+stalled /clock makes the arm hold instead of racing or stopping its loop.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -68,6 +71,8 @@ PARAMS = [
     ParamSpec("peer_commands_topic", str, "", "the other arm's commanded_joint_states, for the minimum arm distance ('' = none)"),
     ParamSpec("status_rate_hz", float, 2.0, "driver_status rate (also published on every change)", positive, "> 0"),
     ParamSpec("autostart", str, "none", "lifecycle transitions to run at start", choices=("none", "configure", "activate")),
+    ParamSpec("servo_loop", str, "thread", "servo loop: a dedicated thread with absolute deadlines (lower jitter), or an rclpy steady timer",
+              choices=("thread", "timer")),
 ]
 
 
@@ -79,6 +84,8 @@ class DriverNode(LifecycleNode):
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._timer = None
         self._status_timer = None
+        self._loop_thread: threading.Thread | None = None
+        self._loop_stop = threading.Event()
         self._last_status_key = None
         self.js_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATE)
         self.cmd_pub = self.create_publisher(JointState, "commanded_joint_states", qos.JOINT_STATE)
@@ -135,7 +142,13 @@ class DriverNode(LifecycleNode):
         self.get_logger().info(
             f"configured arm '{arm.name}' of '{embodiment.name}' on backend {self.backend_name}: "
             f"{len(arm.joints)} joints at {self.core.config.servo_rate_hz:g} Hz, at {np.round(reading.positions, 3).tolist()}")
-        self._timer = self.create_timer(1.0 / self.core.config.servo_rate_hz, self._tick, clock=self._steady)
+        if self.p["servo_loop"] == "timer":
+            self._timer = self.create_timer(1.0 / self.core.config.servo_rate_hz, self._tick, clock=self._steady)
+        else:
+            self._loop_stop.clear()
+            self._loop_thread = threading.Thread(target=self._servo_thread, args=(1.0 / self.core.config.servo_rate_hz,),
+                                                 name="servo_loop", daemon=True)
+            self._loop_thread.start()
         self._status_timer = self.create_timer(1.0 / self.p["status_rate_hz"], self._publish_status, clock=self._steady)
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
@@ -169,6 +182,10 @@ class DriverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
+        self._loop_stop.set()
+        if self._loop_thread is not None and self._loop_thread is not threading.current_thread():
+            self._loop_thread.join(timeout=2.0)
+        self._loop_thread = None
         for t in (self._timer, self._status_timer):
             if t is not None:
                 t.cancel()
@@ -236,6 +253,21 @@ class DriverNode(LifecycleNode):
         return handler
 
     # -- the servo loop ---------------------------------------------------------------------
+    def _servo_thread(self, period: float) -> None:
+        """Tick at absolute deadlines on the monotonic clock; after an overrun, resynchronise."""
+        deadline = time.monotonic()
+        while not self._loop_stop.is_set():
+            try:
+                self._tick()
+            except Exception as exc:  # never let the loop die silently: report and hold
+                self.get_logger().error(f"servo loop: {exc}", throttle_duration_sec=1.0)
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -period:
+                deadline = time.monotonic()
+
     def _tick(self) -> None:
         core = self.core
         if core is None:
