@@ -99,11 +99,13 @@ class LatencyStats:
         self.latencies: deque[float] = deque(maxlen=window)
         self.done: deque[float] = deque(maxlen=window)
         self.count = 0
+        self._p99 = 0.0
 
     def add(self, latency: float, now: float) -> None:
         self.latencies.append(latency)
         self.done.append(now)
         self.count += 1
+        self._p99 = float(np.percentile(self.latencies, 99))  # once per chunk, off the consume path
 
     @property
     def last(self) -> float:
@@ -111,7 +113,7 @@ class LatencyStats:
 
     @property
     def p99(self) -> float:
-        return float(np.percentile(self.latencies, 99)) if self.latencies else 0.0
+        return self._p99
 
     @property
     def rate(self) -> float:

@@ -112,7 +112,8 @@ def create_app(backend: PolicyBackend, cameras: list[str], norm_tag: str, token:
         except BackendError as exc:
             return error(422, str(exc))
         reply: dict[str, Any] = {"actions": np.ascontiguousarray(result.actions, dtype=np.float32),
-                                 "dt_ms": (time.perf_counter() - t0) * 1000.0}
+                                 "dt_ms": (time.perf_counter() - t0) * 1000.0,
+                                 "model_ms": sum(result.timings.values()) * 1000.0}
         if result.depth_codes is not None:
             reply["depth_codes"] = result.depth_codes
             reply["depth_refreshed"] = result.depth_refreshed.astype(np.uint8)

@@ -174,7 +174,8 @@ class RemoteBackend(PolicyBackend):
             result.depth_refreshed = np.asarray(reply.get("depth_refreshed", np.ones_like(codes)), dtype=bool).reshape(-1)
         t3 = time.perf_counter()
         result.timings = {"encode": t1 - t0, "round_trip": t2 - t1, "decode": t3 - t2,
-                          "server_ms": float(reply.get("dt_ms", 0.0)) / 1000.0}
+                          "server_ms": float(reply.get("dt_ms", 0.0)) / 1000.0,
+                          "server_model_ms": float(reply.get("model_ms", 0.0)) / 1000.0}
         return result
 
     def reset(self) -> None:
