@@ -76,7 +76,9 @@ def default_topic_map(emb: Embodiment) -> TopicMap:
         cams[c.name] = str(c.source.get("topic") or f"/cameras/{c.name}/image_raw")
     joints: list[str] = []
     for arm in emb.arms:
-        t = str(arm.backend.get("joint_states_topic") or "/joint_states")
+        # the camera node's convention: joint_states (one arm) or <arm>/joint_states (several)
+        default = "/joint_states" if len(emb.arms) == 1 else f"/{arm.name}/joint_states"
+        t = str(arm.backend.get("joint_states_topic") or default)
         if t not in joints:
             joints.append(t)
     # the live graph's names: the policy node's latched instruction and its chunks
