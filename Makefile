@@ -6,6 +6,7 @@ ROS_DISTRO ?= jazzy
 SHELL := /bin/bash
 ENV = source tools/env.sh $(ROS_DISTRO) &&
 PYTEST_ARGS ?=
+RUN_ARGS ?=
 
 .PHONY: run test setup setup-kilted setup-drivers test-jazzy test-kilted build clean help
 
@@ -26,7 +27,7 @@ setup-drivers:
 	@bash tools/setup.sh $(ROS_DISTRO) drivers
 
 run: setup
-	@$(ENV) python tools/smoke_graph.py
+	@$(ENV) python -m molmoact2_policy.main_job $(RUN_ARGS)
 
 test-jazzy:
 	@bash tools/setup.sh jazzy full

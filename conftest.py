@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import pytest  # noqa: E402
 
-from support.domain import claim_ros_domain_id  # noqa: E402
+from molmoact2_common.domain import claim_ros_domain_id  # noqa: E402
 
 _DOMAIN_LOCK = None
 

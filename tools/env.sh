@@ -28,6 +28,9 @@ export CMAKE_PREFIX_PATH="$_m2_ament"
 # message package from the colcon install.
 _m2_py="$_m2_install/molmoact2_msgs/lib/python3.12/site-packages"
 for _p in molmoact2_common molmoact2_policy molmoact2_drivers; do _m2_py="$_m2_py:$_m2_root/src/$_p"; done
+# ...and their installed metadata after them: colcon's console scripts (what ros2 run and the
+# runner start) find their entry points through it.
+for _p in molmoact2_common molmoact2_policy molmoact2_drivers; do _m2_py="$_m2_py:$_m2_install/$_p/lib/python3.12/site-packages"; done
 export PYTHONPATH="$_m2_py${PYTHONPATH:+:$PYTHONPATH}"
 # One machine: Fast DDS with a large shared-memory segment (camera frames do not fit the default
 # 512 KiB one) and UDP on loopback only. Robots spanning several hosts override this.

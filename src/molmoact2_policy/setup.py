@@ -30,5 +30,6 @@ setup(
         "molmoact2-replay = molmoact2_policy.nodes.replay_node:cli",
         "molmoact2-evaluate = molmoact2_policy.core.evaluation.cli:evaluate_main",
         "molmoact2-export-lerobot = molmoact2_policy.core.evaluation.cli:export_main",
+        "molmoact2-sim = molmoact2_policy.main_job:main",
     ]},
 )

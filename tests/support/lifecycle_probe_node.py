@@ -9,25 +9,22 @@ import time
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
 from std_srvs.srv import Trigger
-
-EVENTS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
 
 class LifecycleProbe(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("lifecycle_probe")
         self.declare_parameter("fail_configure", False)
-        self.declare_parameter("marker", "")
-        # transient local: a listener that discovers us late still gets every event, in order
-        self.events = self.create_publisher(String, "/bringup_events", EVENTS_QOS)
+        # events go to a file (appends are synchronous: none is lost when the process is stopped
+        # right after its last transition); CLOCK_MONOTONIC orders them across processes
+        self.declare_parameter("events_file", "")
         self.create_service(Trigger, "~/start", self._on_start)
 
     def _event(self, what: str) -> None:
-        # CLOCK_MONOTONIC is machine-wide: listeners sort events from several processes by it
-        self.events.publish(String(data=f"{time.monotonic_ns()}:{self.get_fully_qualified_name()}:{what}"))
+        path = self.get_parameter("events_file").value
+        if path:
+            with open(path, "a") as f:
+                f.write(f"{time.monotonic_ns()}:{self.get_fully_qualified_name()}:{what}\n")
 
     def on_configure(self, state):
         if self.get_parameter("fail_configure").value:

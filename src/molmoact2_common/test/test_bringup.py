@@ -6,18 +6,15 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
-from std_msgs.msg import String
 
 from molmoact2_common.bringup.graph import GraphError, load_deployment
 from molmoact2_common.bringup.runner import run
 from support.ros_harness import ROOT
 
-sys.path.insert(0, str(ROOT / "tests/support"))
 
 
 def _fake_package(prefix: Path, package: str, executable: str, script: Path) -> None:
@@ -72,39 +69,18 @@ def probe_prefix(tmp_path, monkeypatch):
     return prefix
 
 
-def _collect_events(stop: threading.Event, events: list[str]) -> None:
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    ctx = Context()
-    rclpy.init(context=ctx)
-    node = rclpy.create_node("bringup_event_listener", context=ctx)
-    from lifecycle_probe_node import EVENTS_QOS
-
-    node.create_subscription(String, "/bringup_events", lambda m: events.append(m.data), EVENTS_QOS)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    while not stop.is_set():
-        ex.spin_once(timeout_sec=0.05)
-    node.destroy_node()
-    rclpy.try_shutdown(context=ctx)
-
-
 @pytest.mark.ros
 @pytest.mark.slow
 def test_runner_brings_up_in_order_arms_in_sim_and_tears_down(tmp_path, probe_prefix):
-    events: list[str] = []
-    stop = threading.Event()
-    listener = threading.Thread(target=_collect_events, args=(stop, events), daemon=True)
-    listener.start()
+    events_file = tmp_path / "events.txt"
     graph = load_deployment(_description(tmp_path, fail_second=False))
+    for node in graph.nodes:
+        node.parameters["events_file"] = str(events_file)
     messages: list[str] = []
     code = run(graph, duration=0.5, log_dir=tmp_path / "logs", echo=messages.append)
-    stop.set()
-    listener.join(timeout=10)
     assert code == 0, "\n".join(messages)
-    events = [e.split(":", 1)[1] for e in sorted(events, key=lambda e: int(e.split(":", 1)[0]))]
+    lines = events_file.read_text().splitlines()
+    events = [e.split(":", 1)[1] for e in sorted(lines, key=lambda e: int(e.split(":", 1)[0]))]
     expected_prefix = ["/robot/first:configure", "/robot/second:configure",
                        "/robot/first:activate", "/robot/second:activate", "/robot/first:start"]
     seen = [e for e in events if e in expected_prefix]

@@ -152,6 +152,8 @@ def _substitute(value: Any, scope: dict[str, str], where: str, path: Path) -> An
             parsed = yaml.safe_load(out) if out != "" else ""
         except yaml.YAMLError:
             parsed = out
+        if isinstance(parsed, list) and all(isinstance(x, (bool, int, float, str)) for x in parsed):
+            return parsed  # a list argument such as "[a, b]" becomes a list parameter
         return parsed if isinstance(parsed, (bool, int, float, str)) else out
     return out
 
@@ -183,13 +185,16 @@ def load_deployment(name_or_path: str | os.PathLike, overrides: dict[str, str] |
         if a.choices and scope[a.name] not in a.choices:
             raise GraphError(f"argument '{a.name}' = '{scope[a.name]}': must be one of {', '.join(a.choices)}")
 
-    # Built-ins every description may use: ${ns} ("" or "/<namespace>") and ${config_dir}.
+    # Built-ins every description may use: ${ns} ("" or "/<namespace>"), ${config_dir}, and with an
+    # embodiment ${camera0}, ${camera1}, ... (its cameras in model order).
     namespace = scope.get("namespace", "").strip("/")
     scope = {**scope, "ns": f"/{namespace}" if namespace else "", "config_dir": str(config_root())}
 
     embodiment = None
     if "embodiment" in raw:
         embodiment = load_embodiment(_substitute(str(raw["embodiment"]), scope, "embodiment", path))
+        # ${camera0}, ${camera1}, ...: the embodiment's cameras in model order
+        scope.update({f"camera{i}": c for i, c in enumerate(embodiment.model.camera_order)})
 
     nodes: list[NodeSpec] = []
     for i, node in enumerate(raw.get("nodes") or []):

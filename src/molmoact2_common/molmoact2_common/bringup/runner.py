@@ -103,7 +103,13 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Callable[[str], None] = print) -> int:
+def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Callable[[str], None] = print,
+        watch: Callable | None = None) -> int:
+    """Start, bring up, run for ``duration`` wall seconds (or until Ctrl-C), tear down.
+
+    ``watch(manager_node)``, if given, is called once the graph is up and returns a predicate that
+    ends the run early when true (the main job stops after a span of simulated time this way).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -112,11 +118,11 @@ def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Cal
     sim = as_bool(graph.arguments.get("sim", "false"), "sim")
     use_sim_time = as_bool(graph.arguments.get("use_sim_time", "false"), "use_sim_time")
     procs = GraphProcesses(graph, log_dir, use_sim_time=use_sim_time, echo=echo)
-    rclpy.init()
+    rclpy.init(args=[])  # our argv holds name:=value deployment arguments, not ROS remaps
     manager_node = rclpy.create_node("molmoact2_lifecycle_manager")
     executor = SingleThreadedExecutor()
     executor.add_node(manager_node)
-    stop = {"flag": False}
+    stop = {"flag": False, "tearing_down": False}
 
     def spin_until(pred, timeout):
         end = time.monotonic() + timeout
@@ -124,7 +130,7 @@ def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Cal
             if pred():
                 return True
             dead = procs.dead()
-            if dead:
+            if dead and not stop["tearing_down"]:
                 fqn, code = dead[0]
                 raise BringUpError(fqn, "process", f"exited with code {code}: {procs.log_tail(fqn)}")
             executor.spin_once(timeout_sec=0.05)
@@ -145,8 +151,9 @@ def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Cal
                 if s.arm_driver:
                     echo(f"[runner] {s.fully_qualified_name} holds until the operator starts it: "
                          f"ros2 service call {s.fully_qualified_name}/start std_srvs/srv/Trigger")
+        done = watch(manager_node) if watch else (lambda: False)
         end = time.monotonic() + duration if duration else None
-        while not stop["flag"] and (end is None or time.monotonic() < end):
+        while not stop["flag"] and (end is None or time.monotonic() < end) and not done():
             dead = procs.dead()
             if dead:
                 fqn, rc = dead[0]
@@ -157,6 +164,7 @@ def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Cal
         code = 1
     finally:
         stop["flag"] = False
+        stop["tearing_down"] = True
         try:
             for problem in manager.tear_down([s for s in lifecycle if procs.procs.get(s.fully_qualified_name) and procs.procs[s.fully_qualified_name].poll() is None]):
                 echo(f"[runner] tear-down: {problem}")

@@ -1,4 +1,7 @@
-"""Give every test run its own ROS_DOMAIN_ID, held by an flock for the run's lifetime."""
+"""Claim a ROS_DOMAIN_ID no other process on this machine holds (an flock per id).
+
+Each test run takes one, so parallel runs never cross-talk; the main job takes one when the user
+set none, so a self-contained simulation never mixes with another graph on domain 0."""
 
 from __future__ import annotations
 
