@@ -208,3 +208,27 @@ def test_recorder_never_blocks_and_counts_what_it_drops(tmp_path, store):
     stats = rec.close()
     assert stats.written == accepted
     assert sum(1 for _ in BagReader(tmp_path / "run", store).messages()) == accepted
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_bags_from_other_mcap_writers_with_compressed_chunks_are_read(tmp_path, store, compression):
+    """What `ros2 bag record` produces: ros2 profile, chunked, lz4/zstd compressed, summary."""
+    from mcap.writer import CompressionType, Writer
+
+    bag = tmp_path / "robot_bag"
+    bag.mkdir()
+    msgdef, _ = store.generate_msgdef("sensor_msgs/msg/JointState", ros_version=2)
+    with open(bag / "robot_bag_0.mcap", "wb") as f:
+        w = Writer(f, compression=CompressionType.LZ4 if compression == "lz4" else CompressionType.ZSTD, chunk_size=2048)
+        w.start(profile="ros2", library="another-writer")
+        sid = w.register_schema("sensor_msgs/msg/JointState", "ros2msg", msgdef.encode())
+        cid = w.register_channel("/arm/joint_states", "cdr", sid)
+        for i in range(200):
+            t = 1_700_000_000 * NS + i * NS // 100
+            w.add_message(cid, log_time=t, data=synthetic.joint_state_cdr(store, t, ["j"], [float(i)]), publish_time=t)
+        w.finish()
+    reader = BagReader(bag, store)  # no metadata.yaml: the file is found and scanned
+    assert not reader.broken
+    assert reader.topics()["/arm/joint_states"].msgtype == "sensor_msgs/msg/JointState"
+    values = [float(reader.decode(r).position[0]) for r in reader.messages()]
+    assert values == [float(i) for i in range(200)]

@@ -385,7 +385,7 @@ class BagReader:
         for p in missing:
             self.broken.append(BrokenRecord(p.name, "whole file", "listed in metadata.yaml but missing"))
         self.files = [p for p in listed if p.is_file()] + self.unlisted
-        for p in self.unlisted:
+        for p in (self.unlisted if self.metadata is not None else []):
             self.broken.append(BrokenRecord(
                 str(p.relative_to(self.path)), "whole file",
                 "not listed in metadata.yaml (a segment a recorder was writing when it stopped): read as far as it is intact",
