@@ -115,3 +115,35 @@ def test_evaluate_command_line_missing_topics_exits_with_the_bag_topics(tmp_path
                            "-e", "so101", "-c", "/nonexistent", "-i", "x", "-o", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "/elsewhere/front" in proc.stderr and "/js" in proc.stderr
+
+
+def test_evaluation_runs_against_a_remote_act_server(demo_bag, tiny_checkpoint_dir, tmp_path):
+    import socket
+    import urllib.request
+
+    from support.ros_harness import ChildProcess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ChildProcess.python_module("molmoact2_policy.server", "--backend", "hf", "--checkpoint", str(tiny_checkpoint_dir),
+                                        "--norm-tag", "so100_so101_molmoact2", "--cameras", "front,wrist",
+                                        "--port", str(port), "--num-threads", "1")
+    try:
+        import time
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/act", timeout=1).read()
+                break
+            except OSError:
+                assert server.alive() and time.monotonic() < deadline, server.output()
+                time.sleep(0.2)
+        results, _ = evaluate(EvalConfig(str(demo_bag), "so101", backend="remote",
+                                         backend_options={"url": f"http://127.0.0.1:{port}", "timeout_s": 30.0},
+                                         progress=False, every=5, max_observations=3))
+    finally:
+        server.stop()
+    assert results["backend"]["kind"] == "remote"
+    assert results["observations"]["evaluated"] == 3 and results["metrics"]["chunks_scored"] > 0

@@ -20,13 +20,15 @@ def _backend_options(ns) -> dict:
         opts["checkpoint"] = ns.checkpoint
         if ns.device:
             opts["device"] = ns.device
+        opts["action_mode"] = ns.action_mode
+        if ns.num_steps:
+            opts["num_steps"] = ns.num_steps
+        if ns.num_threads:
+            opts["num_threads"] = ns.num_threads
         if ns.backend == "hf":
             opts["think"] = bool(ns.think)
-            opts["action_mode"] = ns.action_mode
-            if ns.num_steps:
-                opts["num_steps"] = ns.num_steps
-            if ns.num_threads:
-                opts["num_threads"] = ns.num_threads
+        elif ns.think:
+            raise SystemExit("molmoact2-evaluate: --think needs the hf backend (LeRobot's policy does not run Think)")
     elif ns.backend == "remote":
         if not ns.url:
             raise SystemExit("molmoact2-evaluate: --url is needed for the 'remote' backend")
