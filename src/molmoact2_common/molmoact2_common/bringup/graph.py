@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from ..embodiment import config_root, load_embodiment
+from ..embodiment import EmbodimentError, config_root, load_embodiment
 
 _SUBST = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TRUE = {"true", "1", "yes", "on"}
@@ -192,7 +192,10 @@ def load_deployment(name_or_path: str | os.PathLike, overrides: dict[str, str] |
 
     embodiment = None
     if "embodiment" in raw:
-        embodiment = load_embodiment(_substitute(str(raw["embodiment"]), scope, "embodiment", path))
+        try:
+            embodiment = load_embodiment(_substitute(str(raw["embodiment"]), scope, "embodiment", path))
+        except EmbodimentError as exc:
+            raise GraphError(str(exc)) from None
         # ${camera0}, ${camera1}, ...: the embodiment's cameras in model order
         scope.update({f"camera{i}": c for i, c in enumerate(embodiment.model.camera_order)})
 
