@@ -130,3 +130,30 @@ def test_evaluation_without_an_instruction_is_refused(tmp_path):
     bag, _ = _bag(tmp_path, seconds=0.2)
     with pytest.raises(EvaluationError, match="instruction"):
         evaluate(EvalConfig(str(bag), "so101", progress=False))
+
+
+def test_a_malformed_joint_state_is_reported_and_the_rest_is_used(tmp_path):
+    from molmoact2_policy.core.evaluation.bagio import BagWriter, make_typestore
+
+    store = make_typestore()
+    bag, spec = _bag(tmp_path, seconds=0.5)
+    # append a second recording of the same set-up with one bad JointState in the middle
+    w = BagWriter(tmp_path / "bad", "mcap", store)
+    for topic, typ in (("/cameras/front/image_raw", "sensor_msgs/msg/Image"), ("/cameras/wrist/image_raw", "sensor_msgs/msg/Image"),
+                       ("/joint_states", "sensor_msgs/msg/JointState")):
+        w.add_topic(topic, typ)
+    reader = BagReader(bag, store)
+    n_joint = 0
+    for rec in reader.messages():
+        n_joint += rec.topic == "/joint_states"
+        if rec.topic == "/joint_states" and n_joint == 10:
+            w.write(rec.topic, rec.timestamp_ns, synthetic.joint_state_cdr(store, rec.timestamp_ns, SO101_JOINTS, [0.0] * 5))
+        elif rec.topic in w.topics:
+            w.write(rec.topic, rec.timestamp_ns, rec.data)
+    w.close()
+    emb = load_embodiment("so101")
+    bad_reader = BagReader(tmp_path / "bad", store)
+    ticks = [e for e in ObservationStream(bad_reader, load_topic_map(None, emb), emb) if isinstance(e, Tick)]
+    assert len(ticks) >= 12 and all(t.obs.complete for t in ticks)
+    assert len(bad_reader.broken) == 1 and "6 names but 5 positions" in bad_reader.broken[0].reason
+    assert bad_reader.broken[0].position.startswith("bad_0.mcap @ byte ")

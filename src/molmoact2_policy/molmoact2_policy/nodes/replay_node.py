@@ -67,8 +67,12 @@ class ReplayNode(Node):
             try:
                 cls = message_class(msgtype)
             except (ImportError, AttributeError, ValueError) as exc:
-                raise ParameterError(f"parameter 'topics': cannot publish '{t}' ({msgtype}): {exc}") from None
+                if p["topics"]:  # asked for by name: refuse
+                    raise ParameterError(f"parameter 'topics': cannot publish '{t}' ({msgtype}): {exc}") from None
+                self.get_logger().warning(f"not playing '{t}': message type {msgtype} is not installed here")
+                continue
             self.pubs[t] = self.create_publisher(cls, t, publisher_qos(msgtype))
+        self.topics = list(self.pubs)
         self.clock_pub = None
         if p["publish_clock"]:
             from rosgraph_msgs.msg import Clock

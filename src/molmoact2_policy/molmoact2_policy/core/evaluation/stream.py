@@ -17,7 +17,7 @@ import numpy as np
 from molmoact2_common.embodiment import Embodiment
 
 from ..image_codec import ImageCodecError, decode_compressed, decode_raw
-from ..observation_sync import ObservationSynchronizer, SyncedObservation
+from ..observation_sync import ObservationSynchronizer, SyncedObservation, SyncError
 from .bagio import BagReader, BrokenRecord
 from .topic_map import JointNameMapper, TopicMap
 
@@ -124,8 +124,12 @@ class ObservationStream:
             elif rec.topic in self.map.joint_states:
                 names = self.mapper.names(rec.topic, list(msg.name))
                 pos = np.asarray(msg.position, dtype=np.float64)
-                vel = np.asarray(msg.velocity, dtype=np.float64) if len(msg.velocity) else None
-                self.sync.add_joint_state(rec.topic, names, pos, _stamp(msg, ts, self.stamps), velocities=vel)
+                vel = np.asarray(msg.velocity, dtype=np.float64) if len(msg.velocity) == len(names) else None
+                try:
+                    self.sync.add_joint_state(rec.topic, names, pos, _stamp(msg, ts, self.stamps), velocities=vel)
+                except SyncError as exc:  # a malformed JointState: reported, the rest goes on
+                    self.reader.broken.append(BrokenRecord(rec.position.split(" ")[0], rec.position, f"{rec.topic}: {exc}"))
+                    continue
                 seen_joints.add(rec.topic)
                 if not checked and seen_joints == set(self.map.joint_states):
                     self.mapper.check_complete()
@@ -149,7 +153,7 @@ class ObservationStream:
             stamp, msg, msgtype, position = pending.pop(cam)
             try:
                 self.sync.add_frame(cam, image_to_rgb(msg, msgtype), stamp)
-            except ImageCodecError as exc:
+            except (ImageCodecError, SyncError) as exc:
                 self.image_errors += 1
                 self.reader.broken.append(BrokenRecord(position.split(" ")[0], position, f"camera '{cam}': {exc}"))
         return Tick(index, now_ns, self.sync.assemble(now_ns))
