@@ -33,7 +33,7 @@ def make_bag(path: Path, seconds: float, width: int, height: int) -> float:
 
     spec = synthetic.SyntheticSpec(cameras={"front": "/cameras/front/image_raw", "wrist": "/cameras/wrist/image_raw"},
                                    joint_topic="/joint_states", joint_names=SO101_JOINTS, seconds=seconds, camera_hz=30,
-                                   joint_hz=100, width=width, height=height, instruction_topic="/policy/instruction")
+                                   joint_hz=100, width=width, height=height, instruction_topic="/instruction")
     t0 = time.perf_counter()
     synthetic.write_synthetic_bag(path, spec)
     return time.perf_counter() - t0

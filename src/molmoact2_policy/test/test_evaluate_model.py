@@ -22,8 +22,8 @@ def demo_bag(tmp_path_factory):
     path = tmp_path_factory.mktemp("eval") / "demo"
     spec = synthetic.SyntheticSpec(cameras={"front": "/cameras/front/image_raw", "wrist": "/cameras/wrist/image_raw"},
                                    joint_topic="/joint_states", joint_names=SO101_JOINTS, seconds=1.5, camera_hz=15,
-                                   joint_hz=50, chunk_topic="/policy/action_chunk", chunk_model_id="teleop-controller",
-                                   instruction_topic="/policy/instruction", instruction="stack the cups", split_seconds=0.5)
+                                   joint_hz=50, chunk_topic="/action_chunk", chunk_model_id="teleop-controller",
+                                   instruction_topic="/instruction", instruction="stack the cups", split_seconds=0.5)
     synthetic.write_synthetic_bag(path, spec)
     return path
 
@@ -62,7 +62,7 @@ def test_evaluation_is_deterministic_for_a_seed(demo_bag, tiny_checkpoint_dir):
 def test_a_bag_driven_by_the_same_model_is_reported_circular(tmp_path, tiny_checkpoint_dir):
     spec = synthetic.SyntheticSpec(cameras={"front": "/cameras/front/image_raw", "wrist": "/cameras/wrist/image_raw"},
                                    joint_topic="/joint_states", joint_names=SO101_JOINTS, seconds=0.5,
-                                   chunk_topic="/policy/action_chunk", chunk_model_id=tiny_checkpoint_dir.name)
+                                   chunk_topic="/action_chunk", chunk_model_id=tiny_checkpoint_dir.name)
     synthetic.write_synthetic_bag(tmp_path / "selfdriven", spec)
     results, metrics = evaluate(_cfg(tmp_path / "selfdriven", tiny_checkpoint_dir, instruction="x", max_observations=2))
     assert results["circular"]["circular"] and "circular" in results["circular"]["explanation"]

@@ -6,7 +6,7 @@ the embodiment config (each camera's ``source.topic``, each arm's ``joint_states
       top: /camera_top/color/image_raw/compressed
     joint_states: [/left/joint_states, /right/joint_states]
     joint_map: {joint_1: left_joint1}   # bag joint name -> embodiment joint name (optional)
-    action_chunks: /policy/action_chunk # optional: tells whether the bag was driven by this policy
+    action_chunks: /action_chunk # optional: tells whether the bag was driven by this policy
     instruction: /instruction           # optional std_msgs/String
     sync: {camera_max_age: 0.2, camera_max_skew: 0.1, joint_max_age: 0.2, joint_max_skew: 0.1}
 """
@@ -27,7 +27,7 @@ from .bagio import TopicInfo
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_TYPE = "sensor_msgs/msg/JointState"
 CHUNK_TYPE = "molmoact2_msgs/msg/ActionChunk"
-DEFAULT_INSTRUCTION_TOPIC = "/policy/instruction"
+DEFAULT_INSTRUCTION_TOPIC = "/instruction"
 
 
 class TopicMapError(ValueError):
