@@ -5,6 +5,7 @@ with our reader and with the mcap reader."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -19,10 +20,13 @@ pytestmark = [pytest.mark.ros, pytest.mark.model, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def main_job_run(tmp_path_factory, tiny_checkpoint_dir):
     out = tmp_path_factory.mktemp("main_job") / "run"
+    # No ROS_DOMAIN_ID: the main job claims a domain of its own, so nothing another test left
+    # running on the session's domain can reach the closed loop.
+    env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}
     proc = subprocess.run(
         [sys.executable, "-m", "molmoact2_policy.main_job", "--sim-seconds", "6", "--out", str(out),
          "--checkpoint-cache", str(tiny_checkpoint_dir.parent.parent)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        cwd=ROOT, capture_output=True, text=True, timeout=240, env=env,
     )
     return proc, out
 
