@@ -2,20 +2,25 @@
 
 It plays the robot's ros2_control side, so the driver drives it through the same ros2_control
 bridge it uses for Franka (one tested path for both; the driver runs unchanged against sim or
-robot):
+robot). One node simulates every arm of the embodiment (``arms``, default all of them) in
+lockstep on one simulated clock (``core.sim.multi_arm``), so a bimanual robot has one /clock:
 
-  subscribes  <controller>/commands (std_msgs/Float64MultiArray, the arm's joints in config order,
+  subscribes  /<controller>/commands (std_msgs/Float64MultiArray, the arm's joints in config order,
               wire units; a message of the wrong size is ignored with an error, as
-              forward_command_controller does)
-  publishes   /clock (simulated time), <joint_states_topic> (sensor_msgs/JointState at
-              joint_state_rate_hz of simulated time), cameras/<name>/image_raw (sensor_msgs/Image
-              rgb8, offscreen-rendered at camera_rate_hz of simulated time)
+              forward_command_controller does); with several arms one controller per arm,
+              /<arm>_<controller>/commands (YAM: /left_arm_controller/commands, /right_arm_controller/commands)
+  publishes   /clock (simulated time), <joint_states_topic> (sensor_msgs/JointState of every simulated
+              joint in one message, as a joint_state_broadcaster does, at joint_state_rate_hz of
+              simulated time), cameras/<name>/image_raw (sensor_msgs/Image rgb8, offscreen-rendered at
+              camera_rate_hz of simulated time)
 
 The physics advances with wall time times ``real_time_factor`` on a steady timer; ``paused``
 stops it (and /clock with it: a driver on use_sim_time then holds). Rendering on CPU is slow
-(the arm meshes: ~0.1-0.25 s for a 160x120 frame here), so cameras default to a low rate and a
-small size, with shadows, reflections, skybox and collision geometry off; on a GPU machine
-(MUJOCO_GL=egl) raise both.
+(the SO-101 meshes: ~0.1-0.25 s for a 160x120 frame here; the YAM scene's three cameras ~0.05 s
+together), so cameras default to a low rate and a small size, with shadows, reflections, skybox
+and collision geometry off; on a GPU machine (MUJOCO_GL=egl) raise both. A single arm whose model
+has cameras renders its own scene; several arms (or a model without cameras, YAM) render in a scene
+built with MjSpec with an ``overview`` camera and a ``<arm>_wrist`` camera per arm.
 """
 
 from __future__ import annotations
@@ -39,23 +44,27 @@ from molmoact2_common.embodiment import load_embodiment  # noqa: E402
 from molmoact2_common.node_main import run_node  # noqa: E402
 from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive  # noqa: E402
 
-from ..core.sim.arm_sim import ArmSim  # noqa: E402
-from ..core.sim.models import model_for_arm, model_spec  # noqa: E402
+from ..core.sim.models import SimModelError  # noqa: E402
+from ..core.sim.multi_arm import MultiArmSim  # noqa: E402
 
 PARAMS = [
     ParamSpec("embodiment", str, "so101", "embodiment config name or path"),
-    ParamSpec("arm", str, "", "arm to simulate ('' = the only arm)"),
-    ParamSpec("sim_model", str, "", "MuJoCo model (so101, panda, yam; '' = the arm's sim_model)"),
-    ParamSpec("controller", str, "arm_controller", "controller name: commands arrive on /<controller>/commands"),
-    ParamSpec("joint_states_topic", str, "/joint_states", "where the simulated joint_state_broadcaster publishes"),
+    ParamSpec("arms", "str[]", [], "arms to simulate, in lockstep on one clock (empty = every arm of the embodiment)"),
+    ParamSpec("sim_model", str, "", "MuJoCo model for every simulated arm (so101, panda, yam; '' = each arm's sim_model)"),
+    ParamSpec("controller", str, "arm_controller",
+              "controller name: commands arrive on /<controller>/commands; with several arms on /<arm>_<controller>/commands"),
+    ParamSpec("joint_states_topic", str, "/joint_states", "where the simulated joint_state_broadcaster publishes (every simulated joint)"),
     ParamSpec("joint_state_rate_hz", float, 200.0, "joint state rate (simulated time)", positive, "> 0"),
     ParamSpec("real_time_factor", float, 1.0, "simulated seconds per wall second", positive, "> 0"),
     ParamSpec("step_rate_hz", float, 200.0, "how often the physics catches up with wall time", positive, "> 0"),
     ParamSpec("camera_rate_hz", float, 2.0, "camera frame rate (simulated time); 0 = no cameras", non_negative, ">= 0"),
     ParamSpec("camera_width", int, 160, "rendered width, px", positive, "> 0"),
     ParamSpec("camera_height", int, 120, "rendered height, px", positive, "> 0"),
-    ParamSpec("cameras", "str[]", [], "NAME=MUJOCO_CAMERA pairs (publish cameras/NAME/image_raw); empty = each embodiment camera from the model's first camera"),
-    ParamSpec("initial_position", "float[]", [], "initial joint positions, wire units (empty = the model's default pose)"),
+    ParamSpec("cameras", "str[]", [], "NAME=MUJOCO_CAMERA pairs (publish cameras/NAME/image_raw); empty = each embodiment camera "
+              "from its default model camera (one arm's own scene: its first camera; built scene: <arm>_wrist for a camera "
+              "named like an arm, else overview)"),
+    ParamSpec("initial_position", "float[]", [], "initial joint positions of every simulated joint in embodiment order, wire units "
+              "(empty = the model's default pose)"),
     ParamSpec("paused", bool, False, "start paused (no physics, /clock stands still)"),
 ]
 
@@ -65,25 +74,38 @@ class MujocoSimNode(Node):
         super().__init__("mujoco_sim", **kwargs)
         self.p = declare_parameters(self, PARAMS)
         emb = load_embodiment(self.p["embodiment"])
-        if not self.p["arm"] and len(emb.arms) != 1:
-            raise ParameterError(f"parameter 'arm' = '': embodiment '{emb.name}' has arms {', '.join(a.name for a in emb.arms)}: name one")
-        arm = emb.arm(self.p["arm"]) if self.p["arm"] else emb.arms[0]
-        spec = model_spec(self.p["sim_model"]) if self.p["sim_model"] else model_for_arm(emb, arm)
+        known = [a.name for a in emb.arms]
+        unknown = [a for a in self.p["arms"] if a not in known]
+        if unknown or len(set(self.p["arms"])) != len(self.p["arms"]):
+            raise ParameterError(f"parameter 'arms' = {list(self.p['arms'])}: each must be one arm of '{emb.name}' "
+                                 f"({', '.join(known)}), at most once")
         initial = np.asarray(self.p["initial_position"], dtype=np.float64) if self.p["initial_position"] else None
-        if initial is not None and initial.shape != (len(arm.joints),):
-            raise ParameterError(f"parameter 'initial_position': {initial.size} values for {len(arm.joints)} joints")
-        self.joints = list(arm.joints)
-        self.sim = ArmSim(spec, len(self.joints), arm.joints.index(arm.gripper) if arm.gripper else None, initial)
+        n_joints = sum(len(emb.arm(a).joints) for a in self.p["arms"]) if self.p["arms"] else len(emb.joint_names)
+        if initial is not None and initial.shape != (n_joints,):
+            raise ParameterError(f"parameter 'initial_position': {initial.size} values for {n_joints} simulated joints")
+        try:
+            self.sim = MultiArmSim(emb, self.p["arms"], self.p["sim_model"], initial)
+        except SimModelError as exc:
+            raise ParameterError(f"parameter 'embodiment' = '{self.p['embodiment']}' / 'sim_model' = '{self.p['sim_model']}': {exc}") from None
+        self.joints = list(self.sim.joints)
         self.paused = bool(self.p["paused"])
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", qos.CLOCK)
         self.js_pub = self.create_publisher(JointState, self.p["joint_states_topic"], qos.JOINT_STATE)
-        self.create_subscription(Float64MultiArray, f"/{self.p['controller']}/commands", self._on_commands, qos.JOINT_STATE)
+        several = len(self.sim.arms) > 1
+        self.command_topics: dict[str, str] = {}
+        for arm in self.sim.arms:
+            topic = f"/{arm.name}_{self.p['controller']}/commands" if several else f"/{self.p['controller']}/commands"
+            self.command_topics[arm.name] = topic
+            self.create_subscription(Float64MultiArray, topic, lambda msg, a=arm.name: self._on_commands(a, msg), qos.JOINT_STATE)
         self.cameras: list[tuple[str, str, object]] = []
         self._renderer = None
         if self.p["camera_rate_hz"] > 0:
             model_cams = self.sim.camera_names()
-            pairs = [c.split("=", 1) for c in self.p["cameras"]] if self.p["cameras"] else \
-                [(c.name, model_cams[0]) for c in emb.cameras] if model_cams else []
+            if self.p["cameras"]:
+                pairs = [c.split("=", 1) for c in self.p["cameras"]]
+            else:
+                pairs = [(c.name, self.sim.default_camera(c.name)) for c in emb.cameras]
+                pairs = [p for p in pairs if p[1] is not None]
             for pair in pairs:
                 if len(pair) != 2 or pair[1] not in model_cams:
                     raise ParameterError(f"parameter 'cameras': {'='.join(pair)!r} must be NAME=CAMERA with CAMERA one of {model_cams}")
@@ -100,20 +122,23 @@ class MujocoSimNode(Node):
         self._paused_ticks = 0
         self.add_on_set_parameters_callback(self._on_params)
         self.create_timer(1.0 / self.p["step_rate_hz"], self._step, clock=self._steady)
+        models = ", ".join(f"{a.name}: {s.spec.name}" for a, s in zip(self.sim.arms, self.sim.sims))
         self.get_logger().info(
-            f"simulating '{spec.name}' for arm '{arm.name}' of '{emb.name}': commands on /{self.p['controller']}/commands, "
-            f"joint states on {self.p['joint_states_topic']}, cameras {[c[0] for c in self.cameras]} at {self.p['camera_rate_hz']} Hz")
+            f"simulating '{emb.name}' ({models}) on one clock: commands on {', '.join(self.command_topics.values())}, "
+            f"joint states on {self.p['joint_states_topic']}, cameras {[c[0] for c in self.cameras]} "
+            f"({', '.join(f'{c[0]}={c[1]}' for c in self.cameras)}) at {self.p['camera_rate_hz']} Hz")
 
-    def _on_commands(self, msg: Float64MultiArray) -> None:
-        if len(msg.data) != len(self.joints):
-            self.get_logger().error(f"command size {len(msg.data)} does not match number of joints {len(self.joints)}",
+    def _on_commands(self, arm: str, msg: Float64MultiArray) -> None:
+        n = len(self.sim.arm_joints(arm))
+        if len(msg.data) != n:
+            self.get_logger().error(f"{self.command_topics[arm]}: command size {len(msg.data)} does not match number of joints {n}",
                                     throttle_duration_sec=1.0)
             return
         q = np.asarray(msg.data, dtype=np.float64)
         if not np.all(np.isfinite(q)):
-            self.get_logger().error("non-finite command ignored", throttle_duration_sec=1.0)
+            self.get_logger().error(f"{self.command_topics[arm]}: non-finite command ignored", throttle_duration_sec=1.0)
             return
-        self.sim.set_target(q)
+        self.sim.set_target(arm, q)
 
     def _stamp(self):
         return Time(nanoseconds=int(round(self.sim.time * 1e9))).to_msg()
@@ -138,6 +163,8 @@ class MujocoSimNode(Node):
         self.js_pub.publish(js)
 
     def _step(self) -> None:
+        if not self.context.ok():  # shutting down (SIGTERM): publishing now would fail
+            return
         if self.paused:
             # a paused simulator still reports where the arm is (same stamp), at about 50 Hz wall
             self._paused_ticks += 1
@@ -164,9 +191,9 @@ class MujocoSimNode(Node):
             self._publish_joint_states(stamp)
         if self._renderer is not None and t >= self._next_cam:
             self._next_cam = t + 1.0 / self.p["camera_rate_hz"]
+            self.sim.sync_scene()
             for name, cam, pub in self.cameras:
-                self._renderer.update_scene(self.sim.data, camera=cam, scene_option=self._scene_opt)
-                rgb = self._renderer.render()
+                rgb = self.sim.render(self._renderer, cam, self._scene_opt)
                 img = Image()
                 img.header.stamp = stamp
                 img.header.frame_id = f"{name}_camera_optical_frame"
