@@ -32,6 +32,12 @@ for _p in molmoact2_common molmoact2_policy molmoact2_drivers; do _m2_py="$_m2_p
 # runner start) find their entry points through it.
 for _p in molmoact2_common molmoact2_policy molmoact2_drivers; do _m2_py="$_m2_py:$_m2_install/$_p/lib/python3.12/site-packages"; done
 export PYTHONPATH="$_m2_py${PYTHONPATH:+:$PYTHONPATH}"
+# The packages' executables (molmoact2-run, molmoact2-sim, molmoact2-evaluate, the nodes) on PATH,
+# as `ros2 run` would find them.
+for _p in molmoact2_common molmoact2_policy molmoact2_drivers; do
+  [ -d "$_m2_install/$_p/lib/$_p" ] && PATH="$_m2_install/$_p/lib/$_p:$PATH"
+done
+export PATH
 # One machine: Fast DDS with a large shared-memory segment (camera frames do not fit the default
 # 512 KiB one) and UDP on loopback only. Robots spanning several hosts override this.
 export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_m2_root/config/dds/fastdds_localhost_shm.xml}"
