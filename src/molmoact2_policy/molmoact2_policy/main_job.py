@@ -1,6 +1,7 @@
 """The main job: the full graph closed-loop in MuJoCo on the offline tiny checkpoint.
 
-A MuJoCo arm (SO-101 by default) publishes /clock and offscreen-rendered cameras; camera
+A MuJoCo arm (SO-101 by default; both arms of a bimanual YAM with --robot yam_bimanual, one
+driver per arm) publishes /clock and offscreen-rendered cameras; camera
 ingestion, masking, the policy (tiny MolmoAct2, or its Think variant), visualisation and the
 driver run as separate processes exactly as on a robot (config/deployments/sim.yaml), brought up
 by the lifecycle manager and armed automatically. After a fixed span of simulated time the run
@@ -8,7 +9,7 @@ is torn down and its bag is summarised: achieved rates, real-time factor, latenc
 change-mask refresh fraction, chunks executed, safety events, and PNGs a person can look at.
 It fails loudly when the floors of config/main_job.yaml are not met.
 
-    molmoact2-sim [--robot so101] [--think] [--sim-seconds 20] [--out artifacts/main_job]
+    molmoact2-sim [--robot so101|so100|franka_droid|yam_bimanual] [--think] [--sim-seconds 20] [--out artifacts/main_job]
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class SimClockWatch:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None, help="job config (default config/main_job.yaml)")
-    parser.add_argument("--robot", default=None, help="so101 | so100 | franka_droid (default from the config)")
+    parser.add_argument("--robot", default=None, help="so101 | so100 | franka_droid | yam_bimanual (default from the config)")
     parser.add_argument("--think", action="store_true", default=None, help="use the tiny Think checkpoint")
     parser.add_argument("--sim-seconds", type=float, default=None, help="simulated time to run")
     parser.add_argument("--out", type=Path, default=Path("artifacts/main_job"), help="output directory (replaced)")
@@ -141,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         if key in floors and not value >= float(floors[key]):
             failures.append(f"{key} {value:.2f} < floor {float(floors[key]):.2f}")
     if not summary["joints_moved"]:
-        failures.append("the arm did not move")
+        still = [a for a, moved in summary["arms_moved"].items() if not moved] or [a.name for a in emb.arms]
+        failures.append(f"the arm did not move ({', '.join(still)})" if len(emb.arms) == 1 else
+                        f"arms did not move: {', '.join(still)}")
     if summary["limit_violations"]:
         failures.append(f"joint limits exceeded: {summary['limit_violations']}")
     if failures:

@@ -1,6 +1,10 @@
 """Summary of a closed-loop run from its bag: rates, real-time factor, latency per stage, change-mask
-refresh fraction, chunks executed, safety events, and PNGs (camera view, change-mask overlay, depth
-tokens, joint trajectories). The bag's log times are the recorder's clock: simulated time."""
+refresh fraction, chunks executed, safety events, and PNGs (camera views, change-mask overlay, depth
+tokens, joint trajectories). The bag's log times are the recorder's clock: simulated time.
+
+With several arm drivers (bimanual YAM: ``/left/...``, ``/right/...``) rates, chunks executed and
+motion are reported per arm; the control rate is the slowest arm's, and the robot "moved" only when
+every arm moved."""
 
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ def _save_png(rgb: np.ndarray, path: Path, scale: int = 1) -> str:
 
 def summarise_run(bag: Path, emb: Embodiment, out: Path, real_time_factor: float, sim_seconds: float) -> dict:
     cam = emb.model.camera_order[0]
+    cams = list(emb.model.camera_order)
     reader = BagReader(bag)
     topics = reader.topics()
     types = {}
@@ -55,6 +60,7 @@ def summarise_run(bag: Path, emb: Embodiment, out: Path, real_time_factor: float
 
     joints: list[tuple[float, list[str], np.ndarray]] = []
     commanded: list[tuple[float, list[str], np.ndarray]] = []
+    commanded_per_topic: dict[str, int] = {}
     chunk_times, model_latency, capture_to_chunk, capture_to_obs, mask_latency = [], [], [], [], []
     refresh, depth_refresh = [], []
     statuses = {}
@@ -67,12 +73,14 @@ def summarise_run(bag: Path, emb: Embodiment, out: Path, real_time_factor: float
         topic = rec.topic
         if topic.endswith("/clock") or topic not in types:
             continue
-        if rec.msgtype == "sensor_msgs/msg/Image" and not (topic.endswith(f"/{cam}/image_raw") or topic.endswith(f"/{cam}/overlay")):
+        if rec.msgtype == "sensor_msgs/msg/Image" and not (any(topic.endswith(f"/{c}/image_raw") for c in cams)
+                                                           or topic.endswith(f"/{cam}/overlay")):
             continue
         msg = deserialize_message(rec.data, types[topic])
         if rec.msgtype == "sensor_msgs/msg/JointState":
             if topic.endswith("commanded_joint_states"):
                 commanded.append((t, list(msg.name), np.asarray(msg.position)))
+                commanded_per_topic[topic] = commanded_per_topic.get(topic, 0) + 1
             elif not topic.startswith("/sim/"):
                 joints.append((t, list(msg.name), np.asarray(msg.position)))
         elif rec.msgtype == "molmoact2_msgs/msg/ActionChunk":
@@ -96,11 +104,15 @@ def summarise_run(bag: Path, emb: Embodiment, out: Path, real_time_factor: float
 
     span = max(sim_seconds, 1e-9)
     policy_rate = len(chunk_times) / span
-    control_rate = len(commanded) / span
+    # per driver (each arm's commanded_joint_states); the robot's control rate is its slowest arm's
+    control_rate_per_driver = {_driver_label(t, "/commanded_joint_states"): round(n / span, 2)
+                               for t, n in sorted(commanded_per_topic.items())}
+    control_rate = min(control_rate_per_driver.values()) if control_rate_per_driver else 0.0
 
     # joints: motion and limits, by name
     names = emb.joint_names
     moved = {}
+    arms_moved = {}
     violations = []
     if joints:
         series = {n: [] for n in names}
@@ -117,21 +129,26 @@ def summarise_run(bag: Path, emb: Embodiment, out: Path, real_time_factor: float
                 lo, hi = arm.position_limits[n]
                 if vals.min() < lo - LIMIT_TOLERANCE_RAD or vals.max() > hi + LIMIT_TOLERANCE_RAD:
                     violations.append(f"{n} in [{vals.min():.3f}, {vals.max():.3f}] outside [{lo}, {hi}]")
+            arms_moved[arm.name] = any(moved.get(n, 0.0) > 0.01 for n in arm.joints)
 
     safety = {}
-    executed = 0
-    for topic, st in statuses.items():
-        executed += int(st.chunks_received - st.chunks_refused)
+    executed_per_driver = {}
+    for topic, st in sorted(statuses.items()):
+        executed_per_driver[st.arm or _driver_label(topic, "/driver_status")] = int(st.chunks_received - st.chunks_refused)
         for field in ("chunks_refused", "steps_dropped_late", "clamps_position", "clamps_velocity", "clamps_envelope",
                       "refusals_nonfinite", "refusals_workspace", "watchdog_holds", "heartbeat_losses"):
             safety[field] = safety.get(field, 0) + int(getattr(st, field))
 
+    # a chunk counts as executed when every arm's driver took it
+    executed = min(executed_per_driver.values()) if executed_per_driver else 0
+
     pngs = []
     for topic, msg in last_image.items():
-        if topic.startswith("/sim/"):
+        if "/sim/" in topic:
             continue  # the raw render; the camera node's converted frame is the one the policy saw
         kind = "change_mask" if "change_mask" in topic else "depth_tokens" if "depth_viz" in topic else "camera"
-        pngs.append(_save_png(image_msg_to_rgb(msg), out / f"{kind}_{cam}.png", scale=3))
+        which = next((c for c in cams if f"/{c}/" in topic), cam)
+        pngs.append(_save_png(image_msg_to_rgb(msg), out / f"{kind}_{which}.png", scale=3))
     if joints:
         pngs.append(_plot_joints(joints, commanded, names, out / "joint_trajectories.png"))
 
@@ -140,16 +157,24 @@ def summarise_run(bag: Path, emb: Embodiment, out: Path, real_time_factor: float
     summary = {
         "robot": emb.name, "sim_seconds": round(sim_seconds, 2), "real_time_factor": round(real_time_factor, 3),
         "policy_rate_hz": round(policy_rate, 2), "control_rate_hz": round(control_rate, 2),
-        "chunks_published": len(chunk_times), "chunks_executed": executed,
+        "control_rate_per_driver_hz": control_rate_per_driver,
+        "chunks_published": len(chunk_times), "chunks_executed": executed, "chunks_executed_per_driver": executed_per_driver,
         "change_mask_refresh_fraction": round(float(np.mean(refresh)), 4) if refresh else None,
         "depth_refresh_fraction": round(float(np.mean(depth_refresh)), 4) if depth_refresh else None,
         "latency": latency, "safety_counters": safety, "safety_events": _event_kinds(events),
         "joint_range_rad": {k: round(v, 4) for k, v in moved.items()},
-        "joints_moved": any(v > 0.01 for v in moved.values()), "limit_violations": violations,
+        "arms_moved": arms_moved,
+        "joints_moved": bool(arms_moved) and all(arms_moved.values()), "limit_violations": violations,
         "pngs": pngs, "bag": str(bag), "topics": {k: v.count for k, v in topics.items()},
     }
     summary["text"] = _text(summary)
     return summary
+
+
+def _driver_label(topic: str, suffix: str) -> str:
+    """'/left/commanded_joint_states' -> 'left'; '/commanded_joint_states' -> 'driver'."""
+    ns = topic[: -len(suffix)] if topic.endswith(suffix) else topic
+    return ns.strip("/").rsplit("/", 1)[-1] or "driver"
 
 
 def _event_kinds(events: set[str]) -> dict[str, int]:
@@ -197,6 +222,8 @@ def _text(s: dict) -> str:
         f"  real-time factor            {s['real_time_factor']}",
         f"  policy rate                 {s['policy_rate_hz']} chunks / simulated s ({s['chunks_published']} published, {s['chunks_executed']} executed)",
         f"  control rate                {s['control_rate_hz']} commands / simulated s",
+        *([f"  per arm                     control {s['control_rate_per_driver_hz']} /s, chunks executed "
+           f"{s['chunks_executed_per_driver']}, moved {s['arms_moved']}"] if len(s["control_rate_per_driver_hz"]) > 1 else []),
         f"  change-mask refresh         {s['change_mask_refresh_fraction']}",
         f"  depth refresh (Think)       {s['depth_refresh_fraction']}",
         "  latency per stage:", *rows,

@@ -15,7 +15,7 @@ the same graph as processes. A description is YAML under ``config/deployments/``
         for_each_arm: true
         lifecycle: true             # brought up by the lifecycle manager, in lifecycle_order
         lifecycle_order: 20
-        if: sim                     # or unless: sim; or if: "record"
+        if: sim                     # or unless: sim; or if: "!record"; or if: "robot == yam_bimanual" (or !=)
         parameters: {arm: ${arm}}
         remappings: {joint_states: /joint_states}
 """
@@ -159,14 +159,23 @@ def _substitute(value: Any, scope: dict[str, str], where: str, path: Path) -> An
 
 
 def _condition(node: dict, scope: dict[str, str], path: Path) -> bool:
+    """``if``/``unless``: a boolean argument (``sim``, ``!sim``) or a comparison (``robot == yam_bimanual``,
+    ``robot != so101``) of an argument's value with a literal."""
     for key, expect in (("if", True), ("unless", False)):
         if key in node:
             expr = str(node[key]).strip()
-            negate = expr.startswith("!")
-            arg = expr.lstrip("!")
+            m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=)\s*(\S+)", expr)
+            if m:
+                arg, op, literal = m.groups()
+            else:
+                negate = expr.startswith("!")
+                arg = expr.lstrip("!")
             if arg not in scope:
                 raise GraphError(f"{path}: node '{node.get('name')}' condition '{key}: {expr}' names no argument")
-            value = as_bool(scope[arg], arg) ^ negate
+            if m:
+                value = (str(scope[arg]) == literal) ^ (op == "!=")
+            else:
+                value = as_bool(scope[arg], arg) ^ negate
             if value != expect:
                 return False
     return True

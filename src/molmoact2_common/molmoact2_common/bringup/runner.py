@@ -58,9 +58,12 @@ class GraphProcesses:
                 except GraphError as exc:
                     self.echo(f"[runner] skipping optional {fqn}: {exc}")
                     continue
-            params = self.log_dir / f"{spec.name}.params.yaml"
+            # named by the fully qualified name: two nodes may share a name in different namespaces
+            # (/left/driver, /right/driver) and must not share a parameter file
+            stem = fqn.strip('/').replace('/', '__')
+            params = self.log_dir / f"{stem}.params.yaml"
             params.write_text(yaml.safe_dump(params_file_content(spec, self.use_sim_time)))
-            log = self.log_dir / f"{fqn.strip('/').replace('/', '__')}.log"
+            log = self.log_dir / f"{stem}.log"
             cmd = [sys.executable, executable_path(spec), *ros_args(spec, str(params))]
             with open(log, "w") as f:
                 self.procs[fqn] = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=self.env,
