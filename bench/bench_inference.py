@@ -159,6 +159,11 @@ def main() -> int:
     ap.add_argument("--remote-n", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    # a ROS_DOMAIN_ID of our own (the tests' flock-claimed ids): nothing else on the machine talks to us
+    from molmoact2_common.domain import claim_ros_domain_id
+
+    domain_id, _lock = claim_ros_domain_id()
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     import torch
 
     torch.set_num_threads(a.threads)
