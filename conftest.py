@@ -12,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
+# MuJoCo picks its OpenGL platform when it is first imported (by whichever test module comes first):
+# headless offscreen rendering (EGL), as the sim node uses, for tests that render in-process.
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 
