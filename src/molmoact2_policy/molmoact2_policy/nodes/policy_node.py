@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import json
+import os
 import time
 from collections import deque
 
@@ -66,7 +67,7 @@ PARAMS = [
     ParamSpec("remote_encoding", str, "json", "remote: json (json_numpy), jpeg (images_jpeg) or binary (our server's faster encoding)",
               choices=("json", "jpeg", "binary")),
     ParamSpec("remote_timeout_s", float, 2.0, "remote: request timeout, seconds", positive, "> 0"),
-    ParamSpec("remote_token", str, "", "remote: bearer token for a server bound beyond localhost"),
+    ParamSpec("remote_token", str, "", "remote: bearer token for a server bound beyond localhost (empty: the MOLMOACT2_ACT_TOKEN environment variable)"),
     ParamSpec("backend_options", str, "", "JSON object of extra backend options"),
     ParamSpec("rate_mode", str, "max", "max: as fast as possible; fixed: at most rate_hz; on_demand: one chunk per request", choices=RATE_MODES),
     ParamSpec("rate_hz", float, 10.0, "fixed rate mode: chunks per second", positive, "> 0"),
@@ -156,7 +157,9 @@ class PolicyNode(LifecycleNode):
         kind = p["backend"]
         if kind == "remote":
             opts = dict(url=p["remote_url"], protocol=p["remote_protocol"], encoding=p["remote_encoding"],
-                        timeout_s=p["remote_timeout_s"], token=p["remote_token"] or None)
+                        timeout_s=p["remote_timeout_s"],
+                        # the token may come from the environment, so it never shows in a parameter dump
+                        token=p["remote_token"] or os.environ.get("MOLMOACT2_ACT_TOKEN") or None)
         else:
             opts = dict(checkpoint=p["checkpoint"], device=p["device"], dtype=p["dtype"], action_mode=p["action_mode"],
                         num_steps=p["num_steps"] or None, n_action_steps=p["n_action_steps"] or None,
