@@ -192,15 +192,17 @@ class MujocoSimNode(Node):
         if self._renderer is not None and t >= self._next_cam:
             self._next_cam = t + 1.0 / self.p["camera_rate_hz"]
             self.sim.sync_scene()
+            frames: dict[str, bytes] = {}  # cameras sharing a model camera (SO-101's two) render it once
             for name, cam, pub in self.cameras:
-                rgb = self.sim.render(self._renderer, cam, self._scene_opt)
+                if cam not in frames:
+                    frames[cam] = self.sim.render(self._renderer, cam, self._scene_opt).tobytes()
                 img = Image()
                 img.header.stamp = stamp
                 img.header.frame_id = f"{name}_camera_optical_frame"
-                img.height, img.width = rgb.shape[:2]
+                img.height, img.width = self.p["camera_height"], self.p["camera_width"]
                 img.encoding = "rgb8"
-                img.step = rgb.shape[1] * 3
-                img.data = rgb.tobytes()
+                img.step = self.p["camera_width"] * 3
+                img.data = frames[cam]
                 pub.publish(img)
 
     def destroy_node(self):
