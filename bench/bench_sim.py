@@ -4,9 +4,9 @@
 
 For each robot, in one run: the physics (every arm stepped in lockstep, as ``mujoco_sim_node``
 does; YAM with its Python joint-impedance loop per step) as wall seconds per simulated second, and
-one render of every embodiment camera at the node's default size (SO-101: its pick scene, both
-cameras from the model's camera; YAM: the MjSpec scene with the overview and two wrist cameras),
-p50 / p99 over ``--n`` renders.
+the renders one camera frame costs at the node's default size (SO-101: its pick scene, both
+cameras from the model's one camera, rendered once as the node does; YAM: the MjSpec scene with
+the overview and two wrist cameras), p50 / p99 over ``--n`` frames.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def bench(robot: str, n: int, width: int, height: int) -> dict:
         for _ in range(n + 2):
             t = time.perf_counter()
             sim.sync_scene()
-            for _name, cam in cams:
+            for cam in dict.fromkeys(c for _, c in cams):  # as the node: a shared model camera renders once
                 sim.render(renderer, cam, opt)
             times.append(time.perf_counter() - t)
     finally:
