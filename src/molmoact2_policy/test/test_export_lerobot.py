@@ -32,7 +32,7 @@ def small_so101(tmp_path_factory):
 def _bag(path, seconds=1.0, **kw):
     spec = synthetic.SyntheticSpec(cameras={"front": "/cameras/front/image_raw", "wrist": "/cameras/wrist/image_raw"},
                                    joint_topic="/joint_states", joint_names=SO101_JOINTS, seconds=seconds, camera_hz=30,
-                                   joint_hz=90, instruction_topic="/policy/instruction", **kw)
+                                   joint_hz=90, instruction_topic="/instruction", **kw)
     synthetic.write_synthetic_bag(path, spec)
     return spec
 
