@@ -51,17 +51,17 @@ def test_hardware_deployment_without_its_device_fails_cleanly_and_nothing_moves(
     calibration.write_text(json.dumps({
         name: {"id": i + 1, "drive_mode": 0, "homing_offset": 0, "range_min": 500, "range_max": 3500}
         for i, name in enumerate(["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"])}))
-    graph = load_deployment("so101", {"checkpoint": str(tiny_checkpoint_dir), "port": missing_port,
+    graph = load_deployment("so101", {"namespace": "bad_input_device", "checkpoint": str(tiny_checkpoint_dir), "port": missing_port,
                                       "calibration": str(calibration)})
     messages: list[str] = []
     code = run(graph, duration=5.0, log_dir=tmp_path / "logs", echo=messages.append)
     assert code == 1
     error = next(m for m in messages if "ERROR" in m)
-    assert "/driver" in error and "configure" in error and "ttyACM_not_here" in error, error
+    assert "/bad_input_device/driver" in error and "configure" in error and "ttyACM_not_here" in error, error
     # every node's process was stopped (the runner reaps them all), none left behind
     logs = {p.name: p.read_text() for p in (tmp_path / "logs").glob("*.log")}
-    assert "driver.log" in logs
-    assert "activated" not in logs["driver.log"], "the driver must never activate without its device"
+    driver_log = logs["bad_input_device__driver.log"]
+    assert "activated" not in driver_log, "the driver must never activate without its device"
 
 
 @pytest.mark.ros
@@ -69,10 +69,10 @@ def test_hardware_deployment_without_its_device_fails_cleanly_and_nothing_moves(
 @pytest.mark.slow
 def test_checkpoint_norm_tag_that_does_not_match_the_embodiment_is_refused(tmp_path, tiny_checkpoint_dir):
     bad = _bad_embodiment(tmp_path, lambda r: r["model"].__setitem__("norm_tag", "some_other_robot"))
-    graph = load_deployment("so101", {"checkpoint": str(tiny_checkpoint_dir), "config": str(bad),
+    graph = load_deployment("so101", {"namespace": "bad_input_norm_tag", "checkpoint": str(tiny_checkpoint_dir), "config": str(bad),
                                       "port": str(tmp_path / "unused")})
     messages: list[str] = []
     code = run(graph, duration=5.0, log_dir=tmp_path / "logs", echo=messages.append)
     assert code == 1
     error = next(m for m in messages if "ERROR" in m)
-    assert "/policy" in error and "configure" in error and "some_other_robot" in error, error
+    assert "/bad_input_norm_tag/policy" in error and "configure" in error and "some_other_robot" in error, error

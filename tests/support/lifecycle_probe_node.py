@@ -8,10 +8,12 @@ import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
-class LifecycleProbe(LifecycleNode):
+from molmoact2_common.lifecycle import StackLifecycleNode
+
+class LifecycleProbe(StackLifecycleNode):
     def __init__(self) -> None:
         super().__init__("lifecycle_probe")
         self.declare_parameter("fail_configure", False)

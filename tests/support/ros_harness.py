@@ -64,11 +64,27 @@ class RosTestContext:
         return future.result()
 
     def close(self) -> None:
+        """Destroy every node and the context, whatever fails on the way: a node left alive
+        would keep answering on its names (services!) in later tests of the session."""
+        problems = []
         for node in self.nodes:
-            self.executor.remove_node(node)
-            node.destroy_node()
-        self.executor.shutdown()
+            try:
+                self.executor.remove_node(node)
+            except Exception as exc:
+                problems.append(f"remove {node.get_name()}: {exc!r}")
+            try:
+                node.destroy_node()
+            except Exception as exc:
+                problems.append(f"destroy {node.get_name()}: {exc!r}")
+        try:
+            self.executor.shutdown(timeout_sec=5.0)
+        except Exception as exc:
+            problems.append(f"executor shutdown: {exc!r}")
         rclpy.try_shutdown(context=self.context)
+        self.context.destroy()  # the DDS participant goes now, not when garbage collection gets to it
+        self.nodes.clear()
+        if problems:
+            print("RosTestContext.close: " + "; ".join(problems))
 
 
 class ChildProcess:

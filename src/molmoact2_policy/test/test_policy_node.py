@@ -179,7 +179,8 @@ def test_policy_node_stale_observation_is_refused_and_deactivate_stops_publishin
     probe.send(["front", "wrist"], [imgs["front"], imgs["wrist"]], SO101_JOINTS, pos, 3_000)
     ros.spin_until(lambda: False, 1.0)
     assert len(probe.chunks) == n
-    assert ros.spin_until(lambda: probe.status[-1].state == probe.status[-1].STATE_PAUSED, 5)
+    assert ros.spin_until(lambda: probe.status[-1].state == probe.status[-1].STATE_PAUSED, 5), \
+        [(s.state, s.message) for s in probe.status[-5:]]
 
 
 def test_policy_node_runs_as_its_own_process(ros, tiny_checkpoint_dir):

@@ -28,13 +28,14 @@ import time
 import numpy as np
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Empty
 from std_srvs.srv import Trigger
 
 from molmoact2_common import qos
+from molmoact2_common.lifecycle import StackLifecycleNode
 from molmoact2_common.embodiment import EmbodimentError, load_embodiment
 from molmoact2_common.node_main import run_node
 from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
@@ -76,7 +77,7 @@ PARAMS = [
 ]
 
 
-class DriverNode(LifecycleNode):
+class DriverNode(StackLifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("arm_driver", **kwargs)
         self.p = declare_parameters(self, PARAMS)

@@ -330,19 +330,21 @@ class PolicyRuntime:
         if not np.all(np.isfinite(positions)):
             raise NonFiniteActions("converted chunk holds NaN/inf")
         t3 = time.perf_counter()
+        # Publish under the lock: once deactivate() or a new episode has taken it, nothing from this
+        # inference is published and the state it set is never overwritten.
         with self._cv:
             if episode != self._episode or not self._active:
                 return  # the episode ended while inferring: never publish into the next one
             self.sequence += 1
-            seq = self.sequence
-        out = ChunkOutput(
-            stamp_ns=obs.stamp_ns, joint_names=list(self.io.action_joints), positions=positions, dt=self.io.dt,
-            sequence=seq, latency_s=t3 - t0, depth_codes=result.depth_codes, depth_refreshed=result.depth_refreshed,
-            depth_rows=result.depth_rows, depth_cols=result.depth_cols, num_depth_codes=result.num_depth_codes,
-            timings={"assemble": t1 - t0, "model": t2 - t1, "convert": t3 - t2, "deserialise": obs.deserialise_s,
-                     **{f"backend_{k}": v for k, v in result.timings.items()}},
-            received_mono=obs.received_mono,
-        )
-        self.sink.chunk(out)
-        self.stats.add(t3 - t0, time.perf_counter())
-        self._set_state(RUNNING, "")
+            out = ChunkOutput(
+                stamp_ns=obs.stamp_ns, joint_names=list(self.io.action_joints), positions=positions, dt=self.io.dt,
+                sequence=self.sequence, latency_s=t3 - t0, depth_codes=result.depth_codes,
+                depth_refreshed=result.depth_refreshed, depth_rows=result.depth_rows, depth_cols=result.depth_cols,
+                num_depth_codes=result.num_depth_codes,
+                timings={"assemble": t1 - t0, "model": t2 - t1, "convert": t3 - t2, "deserialise": obs.deserialise_s,
+                         **{f"backend_{k}": v for k, v in result.timings.items()}},
+                received_mono=obs.received_mono,
+            )
+            self.sink.chunk(out)
+            self.stats.add(t3 - t0, time.perf_counter())
+            self._set_state(RUNNING, "")

@@ -25,12 +25,13 @@ from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import Empty, String
 from std_srvs.srv import Trigger
 
 from molmoact2_common import qos
+from molmoact2_common.lifecycle import StackLifecycleNode
 from molmoact2_common.embodiment import EmbodimentError, load_embodiment
 from molmoact2_common.node_main import run_node
 from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
@@ -110,7 +111,7 @@ class _Sink:
             self.node.get_logger().warn(message, throttle_duration_sec=1.0)
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(StackLifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("policy", **kwargs)
         self.p = declare_parameters(self, PARAMS)
