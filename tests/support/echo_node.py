@@ -9,11 +9,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from molmoact2_common.node_main import run_node
 from molmoact2_msgs.srv import SetInstruction
 
 
@@ -42,15 +41,7 @@ class EchoNode(Node):
 
 def main() -> None:
     topics = dict(arg.split("=", 1) for arg in sys.argv[1:] if "=" in arg and not arg.startswith("--"))
-    rclpy.init()
-    node = EchoNode(topics)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    sys.exit(run_node(lambda: EchoNode(topics), args=[]))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,11 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
 from molmoact2_common.lifecycle import StackLifecycleNode
+from molmoact2_common.node_main import run_node
 
 class LifecycleProbe(StackLifecycleNode):
     def __init__(self) -> None:
@@ -59,15 +58,7 @@ class LifecycleProbe(StackLifecycleNode):
 
 
 def main() -> None:
-    rclpy.init(args=sys.argv)
-    node = LifecycleProbe()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    sys.exit(run_node(LifecycleProbe))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rclpy.lifecycle import LifecycleNode
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 
 class StackLifecycleNode(LifecycleNode):
@@ -20,3 +20,16 @@ class StackLifecycleNode(LifecycleNode):
         if state_machine is not None:
             state_machine.destroy_when_not_in_use()
         return result
+
+    def schedule_autostart(self, mode: str, clock=None) -> None:
+        """Run ``configure`` (and ``activate`` when mode is 'activate') once spinning starts, for
+        nodes started without a lifecycle manager; 'none' leaves the node unconfigured."""
+        if mode == "none":
+            return
+
+        def once() -> None:
+            self.destroy_timer(timer)
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS and mode == "activate":
+                self.trigger_activate()
+
+        timer = self.create_timer(0.0, once, clock=clock)

@@ -100,18 +100,9 @@ class DriverNode(StackLifecycleNode):
         self._peer_positions: dict[str, float] = {}
         self.backend_name = ""
         self.arm_name = ""
-        if self.p["autostart"] != "none":
-            self._autostart_timer = self.create_timer(0.0, self._autostart, clock=self._steady)
+        self.schedule_autostart(self.p["autostart"], clock=self._steady)
 
     # -- lifecycle --------------------------------------------------------------------------
-    def _autostart(self) -> None:
-        self._autostart_timer.cancel()
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            return
-        if self.p["autostart"] == "activate":
-            self.trigger_activate()
-
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             embodiment = load_embodiment(self.p["embodiment"])

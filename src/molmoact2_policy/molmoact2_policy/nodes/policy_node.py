@@ -141,16 +141,7 @@ class PolicyNode(StackLifecycleNode):
         self._pending_instruction = self.p["instruction"]
         self.create_timer(1.0 / self.p["status_rate_hz"], self._periodic)
         self._publish_status()
-        if self.p["autostart"] != "none":
-            self._autostart_timer = self.create_timer(0.0, self._autostart)
-
-    def _autostart(self) -> None:
-        self._autostart_timer.cancel()
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            return
-        if self.p["autostart"] == "activate":
-            self.trigger_activate()
+        self.schedule_autostart(self.p["autostart"])
 
     # ------------------------------------------------------------------ lifecycle
     def _backend_options(self, io: PolicyIO) -> dict:
