@@ -213,6 +213,21 @@ def test_backend_fault_ends_in_error_holding_with_a_message_naming_the_arm():
     assert d.reset().success and d.state == DriverState.HOLDING
 
 
+def test_reset_reconnects_a_backend_whose_transport_went_away_and_holds():
+    d, b = make_driver()
+    d.on_chunk(chunk(np.linspace(np.zeros(6), np.full(6, 0.5), 30)), 0.0)
+    run(d, 0.0, 0.3)
+    b.connected = False  # the transport is gone (cable pulled)
+    d.tick(0.3, 0.3)
+    assert d.state == DriverState.ERROR and "not connected" in d.last_event
+    res = d.reset()
+    assert res.success and "reconnected" in res.message, res.message
+    assert b.connected and b.torque_enabled and d.state == DriverState.HOLDING
+    held = b.position.copy()
+    run(d, 0.3, 0.6)  # no chunk: the arm holds where it was when the transport came back
+    np.testing.assert_allclose(b.position, held, atol=1e-9)
+
+
 def test_duplicate_or_reordered_chunks_are_refused():
     d, b = make_driver()
     assert d.on_chunk(chunk(np.zeros((30, 6)), stamp=0.0, seq=5), 0.0).success

@@ -344,17 +344,33 @@ class DriverCore:
             self.torque_on = False
             return ServiceResult(True, self.last_event)
 
+    def _healthy_reading(self):
+        reading = self.backend.read_state()
+        self._check_reading(reading)
+        health = self.backend.health()
+        if not health.ok:
+            raise BackendError(health.message)
+        return reading
+
     def reset(self) -> ServiceResult:
         with self.lock:
+            reconnected = False
             try:
-                reading = self.backend.read_state()
-                self._check_reading(reading)
-                health = self.backend.health()
-                if not health.ok:
-                    raise BackendError(health.message)
-            except BackendError as exc:
-                self._fault(str(exc))
-                return ServiceResult(False, f"reset failed: {exc}")
+                reading = self._healthy_reading()
+            except BackendError as first:
+                # A transport that went away (cable pulled, CAN bus down, i2rt's loop stopped after a
+                # fault) comes back only by reopening it: reconnect once, holding where the arm is.
+                try:
+                    self.backend.close()
+                    self.backend.connect()
+                    if self.actuation_enabled:
+                        self.backend.enable()
+                    reading = self._healthy_reading()
+                    reconnected = True
+                    self.last_command = None
+                except BackendError as exc:
+                    self._fault(str(exc))
+                    return ServiceResult(False, f"reset failed: {exc} (before reconnecting: {first})")
             self.estop_latched = False
             self.error = ""
             self.operator_started = not self.require_start
@@ -365,7 +381,8 @@ class DriverCore:
                 self.hold_target = None
             self.hold_target = None
             self.state = DriverState.HOLDING if self.active else DriverState.HOLDING
-            return ServiceResult(True, self._event("reset: e-stop and errors cleared, holding"
+            return ServiceResult(True, self._event("reset: e-stop and errors cleared, "
+                                                   + ("backend reconnected, " if reconnected else "") + "holding"
                                                    + (" (call start to move)" if self.require_start else "")))
 
     # -- the servo tick ---------------------------------------------------------------------
