@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from molmoact2_common import qos
 from molmoact2_msgs.msg import ChangeMask, DepthTokens, Observation
@@ -55,6 +56,24 @@ def test_refreshed_cells_of_a_think_run_equal_the_change_mask_of_the_same_observ
         rng = np.random.default_rng(5)
         front = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
         wrist = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+
+        # A reliable volatile reader drops samples of a writer it has not matched yet, even when the
+        # writer already counts it: prime until the masking node has really received one, then
+        # start a fresh episode (empty depth cache) for the sequence under test.
+        primer = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+        primed = {"n": 0}
+
+        def masker_primed() -> bool:
+            if "first observation received" in masker.output():
+                return True
+            primed["n"] += 1
+            obs_pub.publish(_obs(primed["n"] * 1_000, primer, wrist))
+            return False
+
+        assert ros.spin_until(masker_primed, 30, step=0.2), masker.output()
+        reset = node.create_client(Trigger, "policy/reset")
+        assert ros.wait_for_service(reset, 10)
+        assert ros.call(reset, Trigger.Request()).success
         stamps = [1_000_000_000 * (k + 1) for k in range(4)]
         frames = [front]
         for k in range(1, 4):  # each step changes a different region; the rest is unchanged

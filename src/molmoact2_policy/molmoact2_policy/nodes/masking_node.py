@@ -67,6 +67,9 @@ class MaskingNode(Node):
                 self.overlay_pubs[c] = self.create_publisher(Image, f"change_mask/{c}/overlay", qos.VISUALISATION)
 
     def _on_observation(self, msg: Observation) -> None:
+        if self.published == 0 and not getattr(self, "_seen_first", False):
+            self._seen_first = True
+            self.get_logger().info("first observation received")
         if self.tracker is None:
             self._make_tracker(list(msg.camera_names))
         images, stamps, frame_ids = {}, {}, {}
