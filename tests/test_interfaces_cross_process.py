@@ -85,9 +85,8 @@ def test_every_interface_round_trips_across_two_processes(ros, echo_process):
     for sub in node.subscriptions:
         assert ros.wait_for_publishers(sub, timeout=15.0), f"echo publisher for {sub.topic_name} not matched"
     for name, pub in pubs.items():
-        pub.publish(messages[name])
-    assert ros.spin_until(lambda: len(received) == len(messages), timeout=15.0), \
-        f"missing echoes: {sorted(set(messages) - set(received))}"
+        assert ros.publish_until(pub, messages[name], lambda name=name: name in received, timeout=15.0), \
+            f"no echo of {name}: {echo_process.output()}"
     for name, msg in messages.items():
         assert _equal(received[name], msg), f"{name} changed in transit"
 
@@ -113,6 +112,5 @@ def test_large_observation_crosses_processes_intact(ros, echo_process):
     assert ros.wait_for_subscribers(pub, timeout=15.0)
     assert ros.wait_for_publishers(sub, timeout=15.0)
     obs = Observation(camera_names=["top", "left", "right"], images=[_image(360, 640, i) for i in range(3)])
-    pub.publish(obs)
-    assert ros.spin_until(lambda: bool(got), timeout=15.0)
+    assert ros.publish_until(pub, obs, lambda: bool(got), timeout=15.0)
     assert [bytes(i.data) for i in got[0].images] == [bytes(i.data) for i in obs.images]

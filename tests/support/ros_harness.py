@@ -48,6 +48,24 @@ class RosTestContext:
             self.executor.spin_once(timeout_sec=step)
         return predicate()
 
+    def publish_until(self, publisher, msg, predicate: Callable[[], bool], timeout: float = 10.0,
+                      period: float = 0.25) -> bool:
+        """Publish ``msg`` every ``period`` until predicate() holds. A reliable, volatile reader in
+        another process drops samples of a writer it has not matched yet, even once the writer
+        counts it as a subscriber: for idempotent messages, repeat instead of hoping."""
+        next_publish = [0.0]
+
+        def check() -> bool:
+            if predicate():
+                return True
+            now = time.monotonic()
+            if now >= next_publish[0]:
+                publisher.publish(msg)
+                next_publish[0] = now + period
+            return False
+
+        return self.spin_until(check, timeout)
+
     def wait_for_subscribers(self, publisher, count: int = 1, timeout: float = 10.0) -> bool:
         return self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout)
 
