@@ -48,7 +48,7 @@ def percentiles(x: np.ndarray) -> dict:
     return {"p50_ms": float(np.percentile(x, 50)), "p99_ms": float(np.percentile(x, 99)), "max_ms": float(x.max()), "n": int(x.size)}
 
 
-def loop_worker(rate: float, seconds: float, policy_thread: bool, loop: str) -> dict:
+def loop_worker(rate: float, seconds: float, policy_thread: bool, loop: str, rt_priority: int = 0) -> dict:
     """The driver's servo loop as the node runs it; prints its jitter as JSON."""
     import rclpy
     from rclpy.clock import Clock, ClockType
@@ -56,6 +56,7 @@ def loop_worker(rate: float, seconds: float, policy_thread: bool, loop: str) -> 
 
     from molmoact2_common.embodiment import load_embodiment
     from molmoact2_drivers.core.backends import create_backend
+    from molmoact2_drivers.core.servo_loop import run_at_deadlines, set_current_thread_realtime
     from molmoact2_drivers.core.driver_core import ChunkInput
     from molmoact2_drivers.core.factory import build_driver
 
@@ -84,18 +85,14 @@ def loop_worker(rate: float, seconds: float, policy_thread: bool, loop: str) -> 
     stop = threading.Event()
     if loop == "timer":
         node.create_timer(1.0 / rate, tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
-    else:  # the driver node's default: a thread ticking at absolute deadlines
+    else:  # the driver node's default: its servo loop, a thread ticking at absolute deadlines
 
         def servo() -> None:
-            period, deadline = 1.0 / rate, time.monotonic()
-            while not stop.is_set():
-                tick()
-                deadline += period
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                elif delay < -period:
-                    deadline = time.monotonic()
+            if rt_priority:
+                refused = set_current_thread_realtime(rt_priority)
+                if refused:
+                    raise SystemExit(refused)
+            run_at_deadlines(tick, 1.0 / rate, stop)
 
         threading.Thread(target=servo, daemon=True).start()
     if policy_thread:
@@ -112,17 +109,18 @@ def loop_worker(rate: float, seconds: float, policy_thread: bool, loop: str) -> 
     periods = np.diff(np.array(ticks[int(0.5 * rate):]))  # skip the first half second
     jitter = np.abs(periods - 1.0 / rate)
     return {"rate_hz": rate, "policy": "thread" if policy_thread else "process", "loop": loop, **percentiles(jitter),
-            "switch_interval_s": sys.getswitchinterval(), "commands": int(core.counters.chunks_received)}
+            "switch_interval_s": sys.getswitchinterval(), "commands": int(core.counters.chunks_received),
+            "rt_priority": rt_priority}
 
 
-def run_loop(rate: float, seconds: float, layout: str, loop: str) -> dict:
+def run_loop(rate: float, seconds: float, layout: str, loop: str, rt_priority: int = 0) -> dict:
     env = dict(os.environ)
     policy = None
     if layout == "process":
         policy = subprocess.Popen([sys.executable, __file__, "--worker", "policy"], env=env)
     try:
         out = subprocess.run([sys.executable, __file__, "--worker", "loop", "--rate", str(rate), "--seconds", str(seconds),
-                              "--loop", loop]
+                              "--loop", loop, "--rt-priority", str(rt_priority)]
                              + (["--policy-thread"] if layout == "thread" else []),
                              env=env, capture_output=True, text=True, timeout=seconds + 60)
     finally:
@@ -196,24 +194,31 @@ def main() -> None:
     ap.add_argument("--policy-thread", action="store_true")
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--loop", choices=("thread", "timer"), default="thread")
+    ap.add_argument("--rt-priority", type=int, default=0, help="SCHED_FIFO priority of the servo thread (0: normal)")
     args = ap.parse_args()
     if args.worker == "policy":
         policy_load()
         return
     if args.worker == "loop":
-        print(json.dumps(loop_worker(args.rate, args.seconds, args.policy_thread, args.loop)))
+        print(json.dumps(loop_worker(args.rate, args.seconds, args.policy_thread, args.loop, args.rt_priority)))
         return
     print(f"# driver benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, switch interval {sys.getswitchinterval() * 1e3:.1f} ms")
     print(f"# load average before: {os.getloadavg()[0]:.2f}")
     print("| rate | servo loop | policy | jitter p50 (ms) | p99 (ms) | max (ms) | ticks |")
     print("|---|---|---|---|---|---|---|")
     results = []
+    variants = [("thread", 0), ("thread", 50), ("timer", 0)]  # deadline thread normal / SCHED_FIFO 50, rclpy timer
     for rate in (100.0, 250.0):
-        for loop in ("thread", "timer"):
+        for loop, prio in variants:
             for layout in ("process", "thread"):
-                r = run_loop(rate, args.seconds, layout, loop)
+                try:
+                    r = run_loop(rate, args.seconds, layout, loop, prio)
+                except RuntimeError as exc:  # SCHED_FIFO refused (no CAP_SYS_NICE): say so, go on
+                    print(f"| {rate:.0f} Hz | deadline thread, SCHED_FIFO {prio} | - | refused: {str(exc).strip()[-120:]} |")
+                    continue
                 results.append(r)
-                print(f"| {rate:.0f} Hz | {'deadline thread' if loop == 'thread' else 'rclpy timer'} | "
+                name = "rclpy timer" if loop == "timer" else ("deadline thread" + (f", SCHED_FIFO {prio}" if prio else ""))
+                print(f"| {rate:.0f} Hz | {name} | "
                       f"{'own process' if layout == 'process' else 'thread in the driver process'} | "
                       f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.3f} | {r['n']} |", flush=True)
     e = estop_latency(args.trials)

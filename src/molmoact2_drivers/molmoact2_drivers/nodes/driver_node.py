@@ -41,6 +41,7 @@ from molmoact2_common.node_main import run_node
 from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
 from molmoact2_msgs.msg import ActionChunk, DriverStatus
 
+from ..core.servo_loop import run_at_deadlines, set_current_thread_realtime
 from ..core.backend import BackendError
 from ..core.backends import create_backend
 from ..core.driver_core import ChunkInput, DriverCore, DriverState
@@ -72,6 +73,8 @@ PARAMS = [
     ParamSpec("peer_commands_topic", str, "", "the other arm's commanded_joint_states, for the minimum arm distance ('' = none)"),
     ParamSpec("status_rate_hz", float, 2.0, "driver_status rate (also published on every change)", positive, "> 0"),
     ParamSpec("autostart", str, "none", "lifecycle transitions to run at start", choices=("none", "configure", "activate")),
+    ParamSpec("servo_thread_priority", int, 0, "SCHED_FIFO priority of the servo thread (1-99; 0 = normal scheduling); needs CAP_SYS_NICE or an rtprio limit",
+              lambda v: 0 <= v <= 99, "in 0..99"),
     ParamSpec("servo_loop", str, "thread", "servo loop: a dedicated thread with absolute deadlines (lower jitter), or an rclpy steady timer",
               choices=("thread", "timer")),
 ]
@@ -246,19 +249,13 @@ class DriverNode(StackLifecycleNode):
 
     # -- the servo loop ---------------------------------------------------------------------
     def _servo_thread(self, period: float) -> None:
-        """Tick at absolute deadlines on the monotonic clock; after an overrun, resynchronise."""
-        deadline = time.monotonic()
-        while not self._loop_stop.is_set():
-            try:
-                self._tick()
-            except Exception as exc:  # never let the loop die silently: report and hold
-                self.get_logger().error(f"servo loop: {exc}", throttle_duration_sec=1.0)
-            deadline += period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -period:
-                deadline = time.monotonic()
+        """Tick at absolute deadlines on the monotonic clock (real-time priority if configured)."""
+        if self.p["servo_thread_priority"] > 0:
+            refused = set_current_thread_realtime(self.p["servo_thread_priority"])
+            if refused:
+                self.get_logger().warn(f"servo loop runs at normal priority: {refused}")
+        run_at_deadlines(self._tick, period, self._loop_stop,
+                         on_error=lambda exc: self.get_logger().error(f"servo loop: {exc}", throttle_duration_sec=1.0))
 
     def _tick(self) -> None:
         core = self.core
