@@ -8,11 +8,11 @@ ENV = source tools/env.sh $(ROS_DISTRO) &&
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 
-.PHONY: run test setup setup-kilted setup-drivers test-jazzy test-kilted build clean help
+.PHONY: run test setup setup-kilted setup-drivers test-jazzy test-kilted test-drivers clean help
 
 help:
 	@echo "make run            main job (closed loop in simulation on the offline tiny checkpoint)"
-	@echo "make test           all tests on Jazzy, then the ROS tests on Kilted"
+	@echo "make test           all tests on Jazzy, the ROS tests on Kilted, the drivers' tests in the torch-free venv"
 	@echo "make setup          venv + colcon build for ROS_DISTRO (default jazzy)"
 	@echo "make setup-drivers  drivers-only venv (no torch), for a robot PC using a remote GPU server"
 	@echo "make clean          remove venvs, build, install and log"
@@ -37,7 +37,13 @@ test-kilted:
 	@bash tools/setup.sh kilted full
 	@source tools/env.sh kilted && python -m pytest -m ros $(PYTEST_ARGS)
 
-test: test-jazzy test-kilted
+# the drivers-only robot PC: no torch, the drivers' and the emulators' tests
+test-drivers:
+	@bash tools/setup.sh jazzy drivers
+	@source tools/env.sh jazzy drivers && python -m pytest -m "not model" src/molmoact2_drivers \
+		tests/test_drivers_are_torch_free.py tests/test_emulator_fidelity_feetech.py tests/test_emulator_fidelity_damiao.py $(PYTEST_ARGS)
+
+test: test-jazzy test-kilted test-drivers
 
 clean:
 	rm -rf .venv-* build install log

@@ -4,8 +4,9 @@
 _m2_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _m2_distro="${1:-${MOLMOACT2_ROS_DISTRO:-jazzy}}"
 _m2_profile="${2:-${MOLMOACT2_PROFILE:-full}}"
-if [ "$_m2_profile" = drivers ]; then _m2_venv="$_m2_root/.venv-$_m2_distro-drivers"; else _m2_venv="$_m2_root/.venv-$_m2_distro"; fi
-if [ "${3:-}" != --no-install-check ] && [ ! -d "$_m2_root/install/$_m2_distro/molmoact2_msgs" ]; then
+if [ "$_m2_profile" = drivers ]; then _m2_tree="$_m2_distro-drivers"; else _m2_tree="$_m2_distro"; fi
+_m2_venv="$_m2_root/.venv-$_m2_tree"
+if [ "${3:-}" != --no-install-check ] && [ ! -d "$_m2_root/install/$_m2_tree/molmoact2_msgs" ]; then
   echo "env.sh: workspace for $_m2_distro not built: run 'make setup ROS_DISTRO=$_m2_distro'" >&2
   return 1 2>/dev/null || exit 1
 fi
@@ -15,7 +16,7 @@ export MOLMOACT2_ROS_DISTRO="$_m2_distro"
 export ROS_DISTRO="$_m2_distro"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 _m2_site="$_m2_venv/lib/python3.12/site-packages"
-_m2_install="$_m2_root/install/$_m2_distro"
+_m2_install="$_m2_root/install/$_m2_tree"
 _m2_ld="$_m2_venv/lib:$_m2_install/molmoact2_msgs/lib"
 for _d in "$_m2_site"/ros_*.libs; do [ -d "$_d" ] && _m2_ld="$_m2_ld:$_d"; done
 export LD_LIBRARY_PATH="$_m2_ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -43,4 +44,4 @@ export PATH
 export FASTRTPS_DEFAULT_PROFILES_FILE="${FASTRTPS_DEFAULT_PROFILES_FILE:-$_m2_root/config/dds/fastdds_localhost_shm.xml}"
 export FASTDDS_DEFAULT_PROFILES_FILE="$FASTRTPS_DEFAULT_PROFILES_FILE"
 export MOLMOACT2_ROS_ROOT="$_m2_root"
-unset _m2_root _m2_distro _m2_profile _m2_venv _m2_site _m2_install _m2_ld _m2_ament _m2_py _p _d
+unset _m2_tree _m2_root _m2_distro _m2_profile _m2_venv _m2_site _m2_install _m2_ld _m2_ament _m2_py _p _d

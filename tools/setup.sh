@@ -86,11 +86,14 @@ packages=(molmoact2_msgs molmoact2_common molmoact2_drivers)
 [ "$profile" = full ] && packages+=(molmoact2_policy)
 cd "$root"
 mkdir -p "$root/log"
-colcon --log-base "$root/log/$distro" build \
-  --build-base "$root/build/$distro" --install-base "$root/install/$distro" \
+# Each venv gets its own build and install trees: the generated message extensions are compiled
+# against that venv's Python and NumPy.
+tree="$distro"; [ "$profile" = drivers ] && tree="$distro-drivers"
+colcon --log-base "$root/log/$tree" build \
+  --build-base "$root/build/$tree" --install-base "$root/install/$tree" \
   --base-paths "$root/src" --packages-select "${packages[@]}" \
   --metas "$root/colcon.meta" \
   --cmake-args "-DPython3_EXECUTABLE=$venv/bin/python" \
   --event-handlers console_cohesion- summary- status- console_stderr- \
-  > "$root/log/colcon-$distro.out" 2>&1 || { cat "$root/log/colcon-$distro.out"; echo "setup: colcon build failed" >&2; exit 1; }
-echo "setup: workspace built into install/$distro (${packages[*]})"
+  > "$root/log/colcon-$tree.out" 2>&1 || { cat "$root/log/colcon-$tree.out"; echo "setup: colcon build failed" >&2; exit 1; }
+echo "setup: workspace built into install/$tree (${packages[*]})"
