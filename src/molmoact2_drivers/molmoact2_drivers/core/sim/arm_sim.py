@@ -16,6 +16,25 @@ from .models import SimModelError, SimModelSpec
 DROID_RESET = [0.0, -np.pi / 5, 0.0, -4 * np.pi / 5, 0.0, 3 * np.pi / 5, 0.0]
 
 
+def light_renderer(mj, model, width: int, height: int):
+    """An offscreen renderer at ``width`` x ``height`` with shadows, reflections and skybox off
+    (CPU rendering is slow); the model's offscreen buffer is raised to fit."""
+    model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
+    model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
+    r = mj.Renderer(model, height=height, width=width)
+    for flag in (mj.mjtRndFlag.mjRND_SHADOW, mj.mjtRndFlag.mjRND_REFLECTION, mj.mjtRndFlag.mjRND_SKYBOX):
+        r.scene.flags[flag] = False
+    return r
+
+
+def scene_option(mj, hide_groups: tuple[int, ...] = (3,)):
+    """Render options with the given geom groups hidden (group 3, collision geometry, doubles the cost)."""
+    opt = mj.MjvOption()
+    for g in hide_groups:
+        opt.geomgroup[g] = 0
+    return opt
+
+
 class ArmSim:
     def __init__(self, spec: SimModelSpec, n_wire_joints: int, gripper_index: int | None,
                  initial: np.ndarray | None = None, scene: bool = True) -> None:
@@ -146,20 +165,11 @@ class ArmSim:
 
     def renderer(self, width: int, height: int):
         """An offscreen renderer at ``width`` x ``height``, light settings (no shadows, reflections, skybox)."""
-        m = self.model
-        m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), width)
-        m.vis.global_.offheight = max(int(m.vis.global_.offheight), height)
-        r = self.mj.Renderer(m, height=height, width=width)
-        for flag in (self.mj.mjtRndFlag.mjRND_SHADOW, self.mj.mjtRndFlag.mjRND_REFLECTION, self.mj.mjtRndFlag.mjRND_SKYBOX):
-            r.scene.flags[flag] = False
-        return r
+        return light_renderer(self.mj, self.model, width, height)
 
     def scene_option(self, hide_groups: tuple[int, ...] = (3,)):
         """Render options: collision geometry (group 3) hidden by default (it doubles the cost)."""
-        opt = self.mj.MjvOption()
-        for g in hide_groups:
-            opt.geomgroup[g] = 0
-        return opt
+        return scene_option(self.mj, hide_groups)
 
     def camera_names(self) -> list[str]:
         return [self.mj.mj_id2name(self.model, self.mj.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]

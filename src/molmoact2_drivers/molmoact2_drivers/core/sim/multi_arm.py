@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .arm_sim import ArmSim
+from .arm_sim import ArmSim, light_renderer, scene_option
 from .models import SimModelError, model_for_arm, model_spec
 
 OVERVIEW = "overview"
@@ -215,20 +215,11 @@ class MultiArmSim:
 
     def renderer(self, width: int, height: int):
         """An offscreen renderer for the scene at ``width`` x ``height`` (no shadows, reflections, skybox)."""
-        mj, m = self.mj, self.scene_model
-        m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), width)
-        m.vis.global_.offheight = max(int(m.vis.global_.offheight), height)
-        r = mj.Renderer(m, height=height, width=width)
-        for flag in (mj.mjtRndFlag.mjRND_SHADOW, mj.mjtRndFlag.mjRND_REFLECTION, mj.mjtRndFlag.mjRND_SKYBOX):
-            r.scene.flags[flag] = False
-        return r
+        return light_renderer(self.mj, self.scene_model, width, height)
 
     def scene_option(self, hide_groups: tuple[int, ...] = (3,)):
         """Render options: collision geometry (group 3) hidden (it doubles the cost)."""
-        opt = self.mj.MjvOption()
-        for g in hide_groups:
-            opt.geomgroup[g] = 0
-        return opt
+        return scene_option(self.mj, hide_groups)
 
     def render(self, renderer, camera: str, scene_option=None) -> np.ndarray:
         """One rgb frame (height x width x 3, uint8) from ``camera``; call ``sync_scene`` first."""
