@@ -41,7 +41,8 @@ test-kilted:
 test-drivers:
 	@bash tools/setup.sh jazzy drivers
 	@source tools/env.sh jazzy drivers && python -m pytest -m "not model" src/molmoact2_drivers \
-		tests/test_drivers_are_torch_free.py tests/test_emulator_fidelity_feetech.py tests/test_emulator_fidelity_damiao.py $(PYTEST_ARGS)
+		tests/test_drivers_are_torch_free.py tests/test_venv_needs_no_system_ffmpeg.py \
+		tests/test_emulator_fidelity_feetech.py tests/test_emulator_fidelity_damiao.py $(PYTEST_ARGS)
 
 test: test-jazzy test-kilted test-drivers
 

@@ -49,35 +49,18 @@ if [ ! -f "$stamp" ]; then
   for f in "${req_files[@]}"; do pip_args+=(-r "$f"); done
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" 2>&1 \
     | grep -v -E "^WARNING: Location 'file://.* is ignored" || true
+  # Videos are encoded and decoded with PyAV, whose wheel bundles its own FFmpeg: no system
+  # libav* is needed. torchcodec (which loads the system's libav*) is not in the requirements;
+  # a venv made when it was loses it, so LeRobot's default backend cannot pick a broken decoder.
+  if [ -d "$venv/lib/python3.12/site-packages/torchcodec" ]; then
+    "$venv/bin/python" -m pip uninstall --quiet --yes --disable-pip-version-check torchcodec
+  fi
   "$venv/bin/python" -m pip check >/dev/null || { "$venv/bin/python" -m pip check; exit 1; }
   "$venv/bin/python" "$root/tools/fix_ros_wheel_cmake.py"
   rm -f "$venv"/.molmoact2-setup-*
   touch "$stamp"
 else
   echo "setup: $venv is up to date"
-fi
-
-# FFmpeg shared libraries for LeRobot's video decoding (torchcodec loads the system's libav*):
-# the bag -> LeRobot dataset export and its read-back need them. Only when missing; apt-get update
-# first; a second run only checks ldconfig.
-ffmpeg_libs_missing() {
-  local cache; cache="$(ldconfig -p 2>/dev/null)"
-  for lib in libavutil libavcodec libavformat libavdevice libavfilter libswscale libswresample; do
-    grep -q "$lib\.so\.[0-9]" <<<"$cache" || return 0
-  done
-  return 1
-}
-if [ "$profile" = full ] && ffmpeg_libs_missing; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing the FFmpeg libraries (apt) for LeRobot video decoding"
-    apt-get update -qq >/dev/null
-    ffmpeg_pkgs="$(apt-cache search --names-only '^lib(avutil|avcodec|avformat|avdevice|avfilter|swscale|swresample)[0-9]+$' | cut -d' ' -f1 | tr '\n' ' ')"
-    [ -n "$ffmpeg_pkgs" ] || { echo "setup: no FFmpeg library packages found by apt" >&2; exit 1; }
-    # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $ffmpeg_pkgs >/dev/null
-  else
-    echo "setup: WARNING: FFmpeg shared libraries missing (LeRobot video decoding needs them): apt install libavcodec libavformat libavutil libavdevice libavfilter libswscale libswresample runtime packages" >&2
-  fi
 fi
 
 # Build the workspace with colcon (interfaces via rosidl; the Python packages via ament_python).

@@ -1,5 +1,5 @@
-"""Bag -> LeRobot dataset v3.0, read back with LeRobot's own loader (videos decoded by
-torchcodec with the system FFmpeg libraries that set-up installs)."""
+"""Bag -> LeRobot dataset v3.0, read back with LeRobot's own loader (videos decoded by PyAV with
+the FFmpeg its wheel bundles: the project's VIDEO_BACKEND)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 
 from molmoact2_common.embodiment import config_root, load_embodiment
 from molmoact2_policy.core.evaluation import synthetic
-from molmoact2_policy.core.evaluation.export import ExportConfig, ExportError, export_lerobot
+from molmoact2_policy.core.evaluation.export import VIDEO_BACKEND, ExportConfig, ExportError, export_lerobot
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 SO101_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -47,7 +47,7 @@ def test_export_reads_back_with_lerobot_dataset_loader(tmp_path, small_so101):
     frames = [e["frames"] for e in summary["episodes"]]
     assert frames[0] >= 25 and frames[1] >= 14
 
-    ds = LeRobotDataset("lab/so101_demo", root=tmp_path / "ds")
+    ds = LeRobotDataset("lab/so101_demo", root=tmp_path / "ds", video_backend=VIDEO_BACKEND)
     emb = load_embodiment(small_so101)
     assert ds.meta.info.codebase_version == "v3.0" and ds.meta.fps == 30 and ds.meta.robot_type == emb.name
     assert ds.num_episodes == 2 and len(ds) == sum(frames)

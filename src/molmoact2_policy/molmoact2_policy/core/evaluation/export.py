@@ -26,6 +26,9 @@ from .stream import InstructionSeen, ObservationStream, Tick
 from .topic_map import load_topic_map
 
 UNITS = ("model", "wire")
+# LeRobot's video backend for every dataset this project writes or reads: PyAV, whose wheel bundles
+# FFmpeg (no system libav*; LeRobot encodes with PyAV anyway). Pass it to every LeRobotDataset(...).
+VIDEO_BACKEND = "pyav"
 
 
 class ExportError(RuntimeError):
@@ -80,7 +83,8 @@ def export_lerobot(cfg: ExportConfig) -> dict:
     io = PolicyIO(emb)
     cams = emb.cameras_in_model_order()
     ds = LeRobotDataset.create(cfg.repo_id or f"local/{out.name}", fps=int(fps), features=features_for(emb), root=out,
-                               robot_type=emb.name, use_videos=True, streaming_encoding=True)
+                               robot_type=emb.name, use_videos=True, streaming_encoding=True,
+                               video_backend=VIDEO_BACKEND)
     summary = {"output": str(out), "repo_id": ds.repo_id, "fps": int(fps), "units": cfg.units, "episodes": [], "broken_records": []}
     try:
         for bag, reader in zip(cfg.bags, readers):
