@@ -232,3 +232,101 @@ def test_bags_from_other_mcap_writers_with_compressed_chunks_are_read(tmp_path, 
     assert reader.topics()["/arm/joint_states"].msgtype == "sensor_msgs/msg/JointState"
     values = [float(reader.decode(r).position[0]) for r in reader.messages()]
     assert values == [float(i) for i in range(200)]
+
+
+def _file_order_of(bag, storage):
+    """(topic, timestamp) of every message in the order the storage files hold them."""
+    import sqlite3
+
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    out = []
+    for rel in meta["relative_file_paths"]:
+        if storage == "mcap":
+            from mcap.reader import make_reader
+
+            with open(bag / rel, "rb") as f:
+                out += [(c.topic, m.log_time) for _, c, m in make_reader(f).iter_messages(log_time_order=False)]
+        else:
+            con = sqlite3.connect(bag / rel)
+            out += con.execute("SELECT t.name, m.timestamp FROM messages m JOIN topics t ON m.topic_id = t.id ORDER BY m.id").fetchall()
+            con.close()
+    return out
+
+
+ADVERSARIAL = [(s, o, split) for s in ("mcap", "sqlite3") for o in ("per_topic_blocks", "reversed", "interleaved_chunks")
+               for split in (60.0,)] + [("mcap", "per_topic_blocks", 1.0), ("sqlite3", "per_topic_blocks", 1.0)]
+
+
+@pytest.mark.parametrize("storage,order,split", ADVERSARIAL,
+                         ids=[f"{s}-{o}" + ("-split_files" if sp < 60 else "") for s, o, sp in ADVERSARIAL])
+def test_bag_read_in_timestamp_order_whatever_the_file_order(tmp_path, store, storage, order, split):
+    from rosbags.rosbag2 import Reader
+
+    bag = tmp_path / "run"
+    spec = synthetic.SyntheticSpec(cameras={"front": "/cam/front", "wrist": "/cam/wrist"}, joint_topic="/joint_states",
+                                   joint_names=["a", "b", "gripper"], seconds=2.0, camera_hz=15, joint_hz=50,
+                                   chunk_topic="/policy/action_chunk", chunk_model_id="m", instruction_topic="/instruction",
+                                   storage=storage, file_order=order, split_seconds=split)
+    synthetic.write_synthetic_bag(bag, spec, store)
+    in_file = _file_order_of(bag, storage)
+    assert len(in_file) == 1 + 100 + 2 * 30 + 30
+    assert [t for _, t in in_file] != sorted(t for _, t in in_file)  # the files really are out of order
+    if split < 60:
+        assert len(yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["relative_file_paths"]) > 1
+
+    with Reader(bag) as r:  # the reference: rosbags' own reader
+        expected = {(c.topic, t): bytes(raw) for c, t, raw in r.messages()}
+    reader = BagReader(bag, store)
+    recs = list(reader.messages())
+    assert not reader.broken
+    stamps = [r.timestamp_ns for r in recs]
+    assert stamps == sorted(stamps)
+    assert {(r.topic, r.timestamp_ns): r.data for r in recs} == expected and len(recs) == len(expected)
+    joints = [float(reader.decode(r).position[0]) for r in recs if r.topic == "/joint_states"]
+    t = [(r.timestamp_ns - spec.start_ns) / NS for r in recs if r.topic == "/joint_states"]
+    np.testing.assert_allclose(joints, [synthetic.trajectory(x, 3)[0] for x in t])
+    # a topic subset is in time order too, and a second pass gives the same
+    sub = [r.timestamp_ns for r in reader.messages(["/cam/wrist", "/joint_states"])]
+    assert sub == sorted(sub) and len(sub) == 130
+    assert [r.timestamp_ns for r in reader.messages()] == stamps
+
+
+def test_mcap_without_summary_is_indexed_by_a_first_pass_and_read_in_time_order(tmp_path, store):
+    """A truncated-summary file (a crashed or streaming writer): the reader cannot use chunk
+    indexes, indexes the chunks itself, and still yields time order."""
+    bag = tmp_path / "run"
+    spec = synthetic.SyntheticSpec(cameras={"front": "/cam/front"}, joint_topic="/joint_states", joint_names=["a", "b"],
+                                   seconds=2.0, camera_hz=15, joint_hz=50, file_order="per_topic_blocks")
+    synthetic.write_synthetic_bag(bag, spec, store)
+    f = bag / "run_0.mcap"
+    data = f.read_bytes()
+    # cut the file at the data-end record: every chunk intact, no summary, no footer
+    end = data.rfind(b"\x0f\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    assert end > 0
+    f.write_bytes(data[:end])
+    reader = BagReader(bag, store)
+    recs = list(reader.messages())
+    stamps = [r.timestamp_ns for r in recs]
+    assert len(recs) == 130 and stamps == sorted(stamps)
+    assert [b.reason for b in reader.broken] == [f"file ends without a footer (truncated at {end} bytes)"]
+
+
+def test_unchunked_mcap_messages_are_read_in_time_order(tmp_path, store):
+    from mcap.writer import Writer
+
+    bag = tmp_path / "flat"
+    bag.mkdir()
+    msgdef, _ = store.generate_msgdef("sensor_msgs/msg/JointState", ros_version=2)
+    order = list(range(100))[::-1]
+    with open(bag / "flat_0.mcap", "wb") as f:
+        w = Writer(f, use_chunking=False)
+        w.start(profile="ros2", library="another-writer")
+        sid = w.register_schema("sensor_msgs/msg/JointState", "ros2msg", msgdef.encode())
+        cid = w.register_channel("/arm/joint_states", "cdr", sid)
+        for i in order:
+            t = 1_700_000_000 * NS + i * NS // 100
+            w.add_message(cid, log_time=t, data=synthetic.joint_state_cdr(store, t, ["j"], [float(i)]), publish_time=t)
+        w.finish()
+    reader = BagReader(bag, store)
+    values = [float(reader.decode(r).position[0]) for r in reader.messages()]
+    assert values == [float(i) for i in range(100)] and not reader.broken

@@ -11,20 +11,29 @@ Writing
   a crash loses at most the unflushed moments, never the closed segments.
 
 Reading
-  ``BagReader`` streams messages in time order with constant memory (one mcap chunk or a batch
-  of sqlite rows at a time, plus a short reorder window). A truncated or corrupted file does
-  not stop it: each broken record is appended to ``reader.broken`` with its file and byte offset
-  (mcap) or row id (sqlite3), and the rest is read. Storage files that ``metadata.yaml`` does not
-  list (the segment a crashed recorder was writing) are read too, and reported.
+  ``BagReader.messages`` yields messages in timestamp order whatever order the files hold them
+  in (a recorder that flushes per topic, a merged or converted bag, split segments), in bounded
+  memory. An mcap file is cut into its chunks, with their time ranges from the summary's chunk
+  indexes when the file has a usable summary, else from a first pass over the file (each chunk
+  decompressed once); a sqlite3 file is read with ``ORDER BY timestamp`` over the keys, the data
+  fetched by row id. The pieces of all files are merged on a heap and a chunk is opened only when
+  the merge reaches its start time, so memory holds the chunks whose time ranges overlap the read
+  position (for a bag written per topic, about one chunk per topic). A truncated or corrupted
+  file does not stop it: each broken record is appended to ``reader.broken`` with its file and
+  byte offset (mcap) or row id (sqlite3), and the rest is read. Storage files that
+  ``metadata.yaml`` does not list (the segment a crashed recorder was writing) are read too, and
+  reported.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import os
 import shutil
 import sqlite3
 import struct
+import tempfile
 import time
 from binascii import crc32
 from collections.abc import Iterable, Iterator
@@ -350,12 +359,11 @@ class _Channel:
 class BagReader:
     """Streaming, damage-tolerant reader of a rosbag2 directory (or one .mcap/.db3 file)."""
 
-    def __init__(self, path: str | os.PathLike, typestore=None, reorder_window_s: float = 0.25) -> None:
+    def __init__(self, path: str | os.PathLike, typestore=None) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise BagError(f"bag '{self.path}' does not exist")
         self.store = typestore if typestore is not None else make_typestore()
-        self.reorder_ns = int(reorder_window_s * NS)
         self.broken: list[BrokenRecord] = []
         self.metadata: dict[str, Any] | None = None
         self.files: list[Path] = []
@@ -363,6 +371,7 @@ class BagReader:
         self._resolve_files()
         self._topics: dict[str, TopicInfo] | None = None
         self._undecodable: set[str] = set()
+        self._indexes: dict[Path, Any] = {}  # per storage file: its time-ranged pieces (built once)
 
     # files -----------------------------------------------------------------------------------
 
@@ -435,39 +444,91 @@ class BagReader:
     # messages --------------------------------------------------------------------------------
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagRecord]:
-        """Records in timestamp order (files in order; a short reorder window inside them)."""
-        wanted = set(topics) if topics is not None else None
-        heap: list[tuple[int, int, BagRecord]] = []
-        seq = 0
-        for p in self.files:
-            source = self._sqlite_records(p, wanted) if p.suffix == ".db3" else self._mcap_records(p, wanted)
-            for rec in source:
-                heapq.heappush(heap, (rec.timestamp_ns, seq, rec))
-                seq += 1
-                while heap and heap[0][0] <= rec.timestamp_ns - self.reorder_ns:
-                    yield heapq.heappop(heap)[2]
-        while heap:
-            yield heapq.heappop(heap)[2]
+        """Records in timestamp order, whatever order the files hold them in (ties: file order).
 
-    def _mcap_records(self, p: Path, wanted: set[str] | None) -> Iterator[BagRecord]:
-        for kind, payload in _McapScanner(p, self._name(p), self.broken):
-            if kind == "message":
-                ch, log_time, data, pos = payload
-                if wanted is None or ch.topic in wanted:
-                    yield BagRecord(ch.topic, ch.msgtype, log_time, data, pos)
-            elif kind == "schema":
-                name, encoding, definition = payload
+        Each storage file is cut into time-ranged pieces: an mcap file into its chunks (their
+        time ranges from the summary's chunk indexes when the file has a usable summary, else
+        from a first pass over the file), a sqlite3 file into one ``ORDER BY timestamp`` query.
+        The pieces of every file are merged on a heap; a piece is opened only when the merge
+        reaches its start time, so memory holds the pieces whose time ranges overlap the read
+        position (a bag recorded per topic: about one chunk per topic), never the whole bag.
+        """
+        wanted = set(topics) if topics is not None else None
+        sources: list[tuple[int, tuple[int, int], Any]] = []
+        for i, p in enumerate(self.files):
+            sources += self._sqlite_sources(i, p, wanted) if p.suffix == ".db3" else self._mcap_sources(i, p, wanted)
+        yield from self._merge(sources)
+
+    def _merge(self, sources: list[tuple[int, tuple[int, int], Any]]) -> Iterator[BagRecord]:
+        sources.sort(key=lambda s: (s[0], s[1]))
+        heap: list[tuple[int, int, BagRecord, Iterator[BagRecord]]] = []
+        seq = 0
+        i = 0
+        last = None
+        while i < len(sources) or heap:
+            if i < len(sources) and (not heap or sources[i][0] <= heap[0][0]):
+                it = iter(sources[i][2]())
+                i += 1
+                rec = next(it, None)
+                if rec is not None:
+                    heapq.heappush(heap, (rec.timestamp_ns, seq, rec, it))
+                    seq += 1
+                continue
+            _, _, rec, it = heapq.heappop(heap)
+            nxt = next(it, None)
+            if nxt is not None:
+                heapq.heappush(heap, (nxt.timestamp_ns, seq, nxt, it))
+                seq += 1
+            if last is not None and rec.timestamp_ns < last:
+                # only a chunk whose header lies about its time range gets here
+                self.broken.append(BrokenRecord(rec.position.split(" ")[0], rec.position,
+                                                f"{rec.topic}: message stamped before its chunk's declared start time: skipped "
+                                                "(it cannot be delivered in time order)"))
+                continue
+            last = rec.timestamp_ns
+            yield rec
+
+    # mcap ------------------------------------------------------------------------------------
+
+    def _mcap_sources(self, i: int, p: Path, wanted: set[str] | None):
+        idx = self._indexes.get(p)
+        if idx is None:
+            idx = self._indexes[p] = _McapIndex(p, self._name(p), self.broken)
+            for name, encoding, definition in idx.scanner.schemas.values():
                 if name not in self.store.fielddefs:
                     register_definition(self.store, name, encoding, definition)
+        cids = None if wanted is None else {c for c, ch in idx.scanner.channels.items() if ch.topic in wanted}
+        out = []
+        for span in idx.spans:
+            if span.start_ns > span.end_ns:
+                continue  # a chunk without messages
+            if cids is not None and span.channels is not None and not (span.channels & cids):
+                continue
+            out.append((span.start_ns, (i, span.offset), functools.partial(idx.records, span, wanted)))
+        return out
 
-    def _sqlite_records(self, p: Path, wanted: set[str] | None) -> Iterator[BagRecord]:
+    # sqlite3 ---------------------------------------------------------------------------------
+
+    def _sqlite_sources(self, i: int, p: Path, wanted: set[str] | None):
+        if p not in self._indexes:
+            self._indexes[p] = self._sqlite_index(p)
+        idx = self._indexes[p]
+        if idx is None:
+            return []
+        topics, start = idx
+        ids = None if wanted is None else sorted(t for t, (name, _) in topics.items() if name in wanted)
+        if ids is not None and not ids:
+            return []
+        return [(start, (i, 0), functools.partial(self._sqlite_records, p, topics, ids))]
+
+    def _sqlite_index(self, p: Path):
         name = self._name(p)
         try:
             con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
             topics = {r[0]: (r[1], r[2]) for r in con.execute("SELECT id, name, type FROM topics")}
         except sqlite3.DatabaseError as exc:
             self.broken.append(BrokenRecord(name, "whole file", f"not a readable sqlite3 bag: {exc}"))
-            return
+            return None
         try:
             try:
                 for typ, enc, definition in con.execute(
@@ -477,47 +538,117 @@ class BagReader:
                         register_definition(self.store, typ, enc, definition)
             except sqlite3.DatabaseError:
                 pass  # older bags have no message_definitions table
-            last = 0
-            batch = 256
-            while True:
-                try:
-                    rows = con.execute(
-                        "SELECT id, topic_id, timestamp, data FROM messages WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
-                    ).fetchall()
-                except sqlite3.DatabaseError:
-                    rows = None
-                if rows is None:
-                    # damaged pages: walk this range row by row, report what cannot be read
-                    rows = []
-                    bad_run = 0
-                    rid = last
-                    while len(rows) < batch and bad_run < 4096:
-                        rid += 1
-                        try:
-                            r = con.execute("SELECT id, topic_id, timestamp, data FROM messages WHERE id = ?", (rid,)).fetchone()
-                        except sqlite3.DatabaseError as exc:
-                            self.broken.append(BrokenRecord(name, f"row {rid}", f"unreadable row: {exc}"))
-                            bad_run += 1
-                            continue
-                        if r is None:
-                            bad_run += 1
-                            continue
-                        bad_run = 0
-                        rows.append(r)
-                    if not rows:
-                        return
-                if not rows:
-                    return
-                for rid, tid, ts, data in rows:
-                    last = rid
-                    if tid not in topics:
-                        self.broken.append(BrokenRecord(name, f"row {rid}", f"unknown topic id {tid}"))
-                        continue
-                    topic, msgtype = topics[tid]
-                    if wanted is None or topic in wanted:
-                        yield BagRecord(topic, msgtype, int(ts), bytes(data), f"{name} row {rid}")
+            try:
+                start = con.execute("SELECT min(timestamp) FROM messages").fetchone()[0]
+            except sqlite3.DatabaseError:
+                start = None
         finally:
             con.close()
+        return topics, (int(start) if start is not None else -1)
+
+    def _sqlite_records(self, p: Path, topics: dict, ids: list[int] | None) -> Iterator[BagRecord]:
+        """``ORDER BY timestamp, id`` over the keys only (the rosbag2 timestamp index serves it;
+        without one SQLite's sorter spills to temporary files), the data fetched by row id in
+        batches. A damaged file: the keys after the last delivered one are salvaged row by row
+        into a temporary key table, sorted there, and read on."""
+        name = self._name(p)
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False)
+        where = f" WHERE topic_id IN ({','.join('?' * len(ids))})" if ids is not None else ""
+        last: tuple[int, int] | None = None
+        try:
+            try:
+                cur = con.execute(f"SELECT timestamp, id, topic_id FROM messages{where} ORDER BY timestamp, id", ids or ())
+                while True:
+                    keys = cur.fetchmany(256)
+                    if not keys:
+                        return
+                    yield from self._sqlite_fetch(con, name, topics, keys)
+                    last = (keys[-1][0], keys[-1][1])
+            except sqlite3.DatabaseError:
+                pass
+            yield from self._sqlite_salvage(con, name, topics, ids, last)
+        finally:
+            con.close()
+
+    def _sqlite_fetch(self, con, name: str, topics: dict, keys) -> Iterator[BagRecord]:
+        qs = ",".join("?" * len(keys))
+        try:
+            data = dict(con.execute(f"SELECT id, data FROM messages WHERE id IN ({qs})", [k[1] for k in keys]).fetchall())
+        except sqlite3.DatabaseError:
+            data = {}
+            for _, rid, _ in keys:
+                try:
+                    r = con.execute("SELECT data FROM messages WHERE id = ?", (rid,)).fetchone()
+                except sqlite3.DatabaseError as exc:
+                    self.broken.append(BrokenRecord(name, f"row {rid}", f"unreadable row: {exc}"))
+                    continue
+                if r is not None:
+                    data[rid] = r[0]
+        for ts, rid, tid in keys:
+            if rid not in data:
+                continue
+            if tid not in topics:
+                self.broken.append(BrokenRecord(name, f"row {rid}", f"unknown topic id {tid}"))
+                continue
+            topic, msgtype = topics[tid]
+            yield BagRecord(topic, msgtype, int(ts), bytes(data[rid]), f"{name} row {rid}")
+
+    def _sqlite_salvage(self, con, name: str, topics: dict, ids: list[int] | None, after: tuple[int, int] | None):
+        wanted = set(ids) if ids is not None else None
+        with tempfile.TemporaryDirectory(prefix="bagkeys-") as tmp:
+            keys_db = sqlite3.connect(str(Path(tmp) / "keys.db"))
+            try:
+                keys_db.execute("CREATE TABLE k(ts INTEGER, id INTEGER, tid INTEGER)")
+                for rid, tid, ts in self._sqlite_walk(con, name):
+                    if wanted is not None and tid not in wanted:
+                        continue
+                    if after is not None and (ts, rid) <= after:
+                        continue
+                    keys_db.execute("INSERT INTO k VALUES (?, ?, ?)", (ts, rid, tid))
+                keys_db.commit()
+                cur = keys_db.execute("SELECT ts, id, tid FROM k ORDER BY ts, id")
+                while True:
+                    keys = cur.fetchmany(256)
+                    if not keys:
+                        return
+                    yield from self._sqlite_fetch(con, name, topics, keys)
+            finally:
+                keys_db.close()
+
+    def _sqlite_walk(self, con, name: str) -> Iterator[tuple[int, int, int]]:
+        """(id, topic_id, timestamp) of every readable row in id order; damaged pages are
+        walked row by row and what cannot be read is reported."""
+        last = 0
+        batch = 256
+        while True:
+            try:
+                rows = con.execute(
+                    "SELECT id, topic_id, timestamp FROM messages WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+                ).fetchall()
+            except sqlite3.DatabaseError:
+                rows = None
+            if rows is None:
+                rows = []
+                bad_run = 0
+                rid = last
+                while len(rows) < batch and bad_run < 4096:
+                    rid += 1
+                    try:
+                        r = con.execute("SELECT id, topic_id, timestamp FROM messages WHERE id = ?", (rid,)).fetchone()
+                    except sqlite3.DatabaseError as exc:
+                        self.broken.append(BrokenRecord(name, f"row {rid}", f"unreadable row: {exc}"))
+                        bad_run += 1
+                        continue
+                    if r is None:
+                        bad_run += 1
+                        continue
+                    bad_run = 0
+                    rows.append(r)
+            if not rows:
+                return
+            for rid, tid, ts in rows:
+                last = rid
+                yield int(rid), tid, int(ts)
 
     def decode(self, rec: BagRecord) -> Any | None:
         """The message (rosbags dataclass) or None; a record that does not decode is reported."""
@@ -538,7 +669,9 @@ class BagReader:
 class _McapScanner:
     """Iterates the records of one mcap file from the start (no summary needed): yields
     ("schema", (name, encoding, data)), ("channel", _Channel), ("message", (channel, log_time,
-    data, position)). Damage is appended to ``broken`` and skipped where the framing allows."""
+    data, position, channel_id, end_offset)) and, with ``expand_chunks=False``, ("chunk",
+    (body, offset)) instead of a chunk's records. Damage is appended to ``broken`` and skipped
+    where the framing allows."""
 
     def __init__(self, path: Path, name: str, broken: list[BrokenRecord], channels_only: bool = False) -> None:
         self.path = path
@@ -552,13 +685,21 @@ class _McapScanner:
         self.broken.append(BrokenRecord(self.name, position, reason))
 
     def __iter__(self):
+        return self.scan()
+
+    def scan(self, expand_chunks: bool = True, start: int | None = None, end: int | None = None):
         size = self.path.stat().st_size
         with open(self.path, "rb") as f:
-            if f.read(8) != MCAP_MAGIC:
-                self._bad("byte 0", "not an mcap file (bad magic)")
-                return
+            if start is None:
+                if f.read(8) != MCAP_MAGIC:
+                    self._bad("byte 0", "not an mcap file (bad magic)")
+                    return
+            else:
+                f.seek(start)
             while True:
                 off = f.tell()
+                if end is not None and off >= end:
+                    return
                 head = f.read(9)
                 if not head:
                     self._bad(f"byte {off}", f"file ends without a footer (truncated at {size} bytes)")
@@ -573,7 +714,9 @@ class _McapScanner:
                     return
                 if op in (0x02, 0x0F):  # footer / data end: the summary follows
                     return
-                if op in (0x03, 0x04, 0x05, 0x06):
+                if op == 0x06 and not expand_chunks:
+                    yield "chunk", (f.read(length), off)
+                elif op in (0x03, 0x04, 0x05, 0x06):
                     body = f.read(length)
                     try:
                         yield from self._record(op, body, off, top_level=True)
@@ -581,6 +724,28 @@ class _McapScanner:
                         self._bad(f"byte {off}", f"malformed record (opcode 0x{op:02x}): {exc}")
                 else:
                     f.seek(length, 1)
+
+    def chunk_records(self, body: bytes, off: int):
+        """The records of one chunk record's body (header damage reported, not raised)."""
+        try:
+            yield from self._chunk(body, off)
+        except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
+            self._bad(f"byte {off}", f"malformed record (opcode 0x06): {exc}")
+
+    def read_chunk(self, off: int):
+        """The records of the chunk record at byte ``off``."""
+        with open(self.path, "rb") as f:
+            f.seek(off)
+            head = f.read(9)
+            if len(head) < 9 or head[0] != 0x06:
+                self._bad(f"byte {off}", "the summary's chunk index points at no chunk record: chunk skipped")
+                return
+            (length,) = struct.unpack_from("<Q", head, 1)
+            body = f.read(length)
+        if len(body) != length:
+            self._bad(f"byte {off}", "chunk runs past the end of the file: chunk skipped")
+            return
+        yield from self.chunk_records(body, off)
 
     def _record(self, op: int, body: bytes, off: int, top_level: bool):
         if op == 0x03:
@@ -607,7 +772,7 @@ class _McapScanner:
             if ch is None:
                 self._bad(f"byte {off}", f"message on unknown channel {cid}")
                 return
-            yield "message", (ch, log_time, body[22:], f"{self.name} @ byte {off}")
+            yield "message", (ch, log_time, body[22:], f"{self.name} @ byte {off}", cid, off + 9 + len(body))
         elif op == 0x06 and top_level:
             yield from self._chunk(body, off)
 
@@ -666,3 +831,147 @@ def _string(buf: bytes, p: int) -> tuple[str, int]:
         raise ValueError("string runs past the record")
     return buf[p + 4: p + 4 + n].decode(), p + 4 + n
 
+
+@dataclass
+class _Span:
+    """A time-ranged piece of an mcap file: one chunk, or a run of messages outside chunks."""
+
+    kind: str  # "chunk" | "run"
+    start_ns: int
+    end_ns: int
+    offset: int  # the chunk record's (or the run's first record's) byte offset
+    end_offset: int  # run: the byte after its last record
+    channels: frozenset[int] | None  # channel ids it holds; None: not known
+    reported: bool = False  # its damage has been reported once
+
+
+_RUN_BYTES = 4 << 20
+
+
+class _McapIndex:
+    """The pieces of one mcap file with their time ranges, and every schema and channel.
+
+    From the summary when the file has a usable one (footer, summary section with chunk
+    indexes, and a data section that a header-only walk finds to hold no message outside the
+    indexed chunks); otherwise from a first pass that decompresses each chunk once, reports the
+    damage it meets and notes each chunk's real time range (a truncated bag, a writer that wrote
+    no summary or no chunks).
+    """
+
+    def __init__(self, path: Path, name: str, broken: list[BrokenRecord]) -> None:
+        self.path = path
+        self.name = name
+        self.broken = broken
+        self.spans: list[_Span] = []
+        self.scanner = _McapScanner(path, name, broken)
+        self.from_summary = False
+        try:
+            self.from_summary = self._from_summary()
+        except (OSError, struct.error, UnicodeDecodeError, ValueError, IndexError):
+            self.from_summary = False
+        if not self.from_summary:
+            self.scanner.schemas.clear()
+            self.scanner.channels.clear()
+            self.spans = []
+            self._from_scan()
+
+    def _from_summary(self) -> bool:
+        size = self.path.stat().st_size
+        if size < 8 + 29 + 8:
+            return False
+        with open(self.path, "rb") as f:
+            f.seek(size - 8)
+            if f.read(8) != MCAP_MAGIC:
+                return False
+            f.seek(size - 8 - 29)
+            foot = f.read(29)
+            if foot[0] != 0x02 or struct.unpack_from("<Q", foot, 1)[0] != 20:
+                return False
+            summary_start, _summary_offsets, _crc = struct.unpack_from("<QQI", foot, 9)
+            if not 8 <= summary_start <= size - 37:
+                return False
+            f.seek(summary_start)
+            summary = f.read(size - 37 - summary_start)
+            spans = []
+            q = 0
+            while q < len(summary):
+                op = summary[q]
+                (length,) = struct.unpack_from("<Q", summary, q + 1)
+                body = summary[q + 9: q + 9 + length]
+                if len(body) != length:
+                    return False
+                if op in (0x03, 0x04):
+                    for _ in self.scanner._record(op, body, summary_start + q, top_level=False):
+                        pass
+                elif op == 0x08:
+                    start, end, offset, _length = struct.unpack_from("<QQQQ", body, 0)
+                    (n,) = struct.unpack_from("<I", body, 32)
+                    cids = frozenset(struct.unpack_from("<H", body, 36 + 10 * k)[0] for k in range(n // 10))
+                    spans.append(_Span("chunk", start, end, offset, 0, cids or None))
+                q += 9 + length
+            if not spans:
+                return False
+            # the data section must hold no message the chunk indexes miss (headers only: no payload is read)
+            chunks = set()
+            f.seek(8)
+            while True:
+                off = f.tell()
+                if off >= summary_start:
+                    break
+                head = f.read(9)
+                if len(head) < 9:
+                    return False
+                op = head[0]
+                (length,) = struct.unpack_from("<Q", head, 1)
+                if off + 9 + length > summary_start:
+                    return False
+                if op == 0x05:
+                    return False
+                if op == 0x06:
+                    chunks.add(off)
+                if op == 0x0F:
+                    break
+                f.seek(length, 1)
+        if chunks != {s.offset for s in spans}:
+            return False
+        self.spans = spans
+        return True
+
+    def _from_scan(self) -> None:
+        run: _Span | None = None
+        for kind, payload in self.scanner.scan(expand_chunks=False):
+            if kind == "chunk":
+                run = None
+                body, off = payload
+                lo, hi, cids = None, None, set()
+                for k, p in self.scanner.chunk_records(body, off):
+                    if k == "message":
+                        t = p[1]
+                        lo = t if lo is None or t < lo else lo
+                        hi = t if hi is None or t > hi else hi
+                        cids.add(p[4])
+                if lo is not None:
+                    self.spans.append(_Span("chunk", lo, hi, off, 0, frozenset(cids), reported=True))
+            elif kind == "message":
+                _ch, t, _data, position, cid, end = payload
+                off = int(position.rsplit(" ", 1)[1])
+                if run is None or end - run.offset > _RUN_BYTES:
+                    run = _Span("run", t, t, off, end, frozenset(), reported=True)
+                    self.spans.append(run)
+                run.start_ns, run.end_ns = min(run.start_ns, t), max(run.end_ns, t)
+                run.end_offset = end
+                run.channels = run.channels | {cid}
+
+    def records(self, span: _Span, wanted: set[str] | None) -> Iterator[BagRecord]:
+        """The messages of one piece, in time order (ties: file order)."""
+        scanner = _McapScanner(self.path, self.name, self.broken if not span.reported else [])
+        scanner.schemas, scanner.channels = self.scanner.schemas, self.scanner.channels
+        span.reported = True
+        if span.kind == "chunk":
+            items = scanner.read_chunk(span.offset)
+        else:
+            items = scanner.scan(start=span.offset, end=span.end_offset)
+        out = [BagRecord(p[0].topic, p[0].msgtype, p[1], p[2], p[3]) for k, p in items
+               if k == "message" and (wanted is None or p[0].topic in wanted)]
+        out.sort(key=lambda r: r.timestamp_ns)
+        return iter(out)

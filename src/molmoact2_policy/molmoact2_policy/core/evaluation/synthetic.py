@@ -103,10 +103,25 @@ class SyntheticSpec:
     start_ns: int = 1_700_000_000 * NS
     storage: str = "mcap"
     split_seconds: float = 60.0
+    file_order: str = "time"  # see write_synthetic_bag
+
+
+FILE_ORDERS = ("time", "per_topic_blocks", "reversed", "interleaved_chunks")
 
 
 def write_synthetic_bag(path, spec: SyntheticSpec, store=None) -> None:
-    """Write the demonstration bag ``spec`` describes to ``path`` (streamed: any length)."""
+    """Write the demonstration bag ``spec`` describes to ``path`` (streamed: any length).
+
+    ``spec.file_order`` chooses the order the messages are written to the storage file (their
+    timestamps are the same in every order; a valid rosbag2 may hold them in any file order):
+    ``time``; ``per_topic_blocks`` (every message of one topic, then the next topic's, as a
+    recorder that flushes per topic writes them); ``reversed`` (newest first);
+    ``interleaved_chunks`` (0.25 s blocks of the timeline written in a shuffled order, each block
+    its own mcap chunk / sqlite3 transaction). Every order but ``time`` holds the whole event
+    list in memory (tests only).
+    """
+    if spec.file_order not in FILE_ORDERS:
+        raise ValueError(f"file_order '{spec.file_order}' is not one of {', '.join(FILE_ORDERS)}")
     store = store if store is not None else make_typestore()
     compressed = spec.encoding in ("jpeg", "png")
     with BagWriter(path, spec.storage, store, split_seconds=spec.split_seconds) as w:
@@ -117,28 +132,58 @@ def write_synthetic_bag(path, spec: SyntheticSpec, store=None) -> None:
             w.add_topic(spec.chunk_topic, "molmoact2_msgs/msg/ActionChunk")
         if spec.instruction_topic:
             w.add_topic(spec.instruction_topic, "std_msgs/msg/String")
-            w.write(spec.instruction_topic, spec.start_ns, string_cdr(store, spec.instruction))
-        events: list[tuple[int, int, str]] = []
+        # (timestamp, tie order, topic, what); the instruction first
+        events: list[tuple[int, int, str, str]] = []
+        if spec.instruction_topic:
+            events.append((spec.start_ns, -1, spec.instruction_topic, "i"))
         n_j = int(spec.seconds * spec.joint_hz)
         n_c = int(spec.seconds * spec.camera_hz)
-        events += [(spec.start_ns + int(i * NS / spec.joint_hz), 0, "j") for i in range(n_j)]
-        events += [(spec.start_ns + int(i * NS / spec.camera_hz) + 1, 1, "c") for i in range(n_c)]
+        events += [(spec.start_ns + int(i * NS / spec.joint_hz), 0, spec.joint_topic, "j") for i in range(n_j)]
+        for k, topic in enumerate(spec.cameras.values()):
+            events += [(spec.start_ns + int(i * NS / spec.camera_hz) + 1, 1 + k, topic, "c") for i in range(n_c)]
         if spec.chunk_topic:
-            events += [(spec.start_ns + int(i * NS / spec.camera_hz) + 2, 2, "a") for i in range(n_c)]
+            events += [(spec.start_ns + int(i * NS / spec.camera_hz) + 2, 1 + len(spec.cameras), spec.chunk_topic, "a")
+                       for i in range(n_c)]
         events.sort()
-        seq = 0
+        blocks = _file_order(events, spec)
+        cam_index = {topic: k for k, topic in enumerate(spec.cameras.values())}
+        cam_name = {topic: cam for cam, topic in spec.cameras.items()}
+        seq = {ts: i + 1 for i, ts in enumerate(sorted(e[0] for e in events if e[3] == "a"))}
         n = len(spec.joint_names)
-        for ts, _, kind in events:
-            t = (ts - spec.start_ns) / NS
-            if kind == "j":
-                w.write(spec.joint_topic, ts, joint_state_cdr(store, ts, spec.joint_names, trajectory(t, n)))
-            elif kind == "c":
-                for k, (cam, topic) in enumerate(spec.cameras.items()):
-                    img = scene(t, spec.width, spec.height, seed=k)
+        for block in blocks:
+            for ts, _, topic, kind in block:
+                t = (ts - spec.start_ns) / NS
+                if kind == "i":
+                    w.write(topic, ts, string_cdr(store, spec.instruction))
+                elif kind == "j":
+                    w.write(topic, ts, joint_state_cdr(store, ts, spec.joint_names, trajectory(t, n)))
+                elif kind == "c":
+                    img = scene(t, spec.width, spec.height, seed=cam_index[topic])
                     data = (compressed_image_cdr(store, ts, img, spec.encoding) if compressed
-                            else image_cdr(store, ts, img, spec.encoding, frame_id=cam))
+                            else image_cdr(store, ts, img, spec.encoding, frame_id=cam_name[topic]))
                     w.write(topic, ts, data)
-            else:
-                seq += 1
-                steps = np.stack([trajectory(t + k * spec.chunk_dt, n) for k in range(spec.chunk_horizon)])
-                w.write(spec.chunk_topic, ts, action_chunk_cdr(store, ts, spec.joint_names, steps, spec.chunk_dt, seq, spec.chunk_model_id, 0.05))
+                else:
+                    steps = np.stack([trajectory(t + k * spec.chunk_dt, n) for k in range(spec.chunk_horizon)])
+                    w.write(topic, ts, action_chunk_cdr(store, ts, spec.joint_names, steps, spec.chunk_dt, seq[ts],
+                                                        spec.chunk_model_id, 0.05))
+            if len(blocks) > 1:
+                w.flush()  # each block its own mcap chunk / sqlite3 commit
+
+
+def _file_order(events: list, spec: SyntheticSpec) -> list[list]:
+    if spec.file_order == "time":
+        return [events]
+    if spec.file_order == "reversed":
+        return [events[::-1]]
+    if spec.file_order == "per_topic_blocks":
+        topics = list(dict.fromkeys(e[2] for e in events))
+        return [[e for e in events if e[2] == topic] for topic in topics]
+    block_ns = NS // 4
+    by_block: dict[int, list] = {}
+    for e in events:
+        by_block.setdefault((e[0] - spec.start_ns) // block_ns, []).append(e)
+    keys = sorted(by_block)
+    order = list(np.random.default_rng(1234).permutation(len(keys)))
+    if order == sorted(order):
+        order = order[::-1]
+    return [by_block[keys[i]] for i in order]
