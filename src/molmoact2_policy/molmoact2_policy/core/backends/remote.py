@@ -1,10 +1,21 @@
 """``remote`` backend: an HTTP client of the ``/act`` protocol (allenai/molmoact2 servers, or ours).
 
 Standard library only (http.client, keep-alive), so a drivers-only robot PC can drive a GPU box.
-Request keys: ``<camera>_cam`` per model camera (DROID ``external_cam``/``wrist_cam``, YAM
-``top_cam``/``left_cam``/``right_cam``; ``protocol`` droid/yam forces those names), ``state``,
-``instruction``, ``normalization_tag``; encodings: ``json`` (json_numpy), ``jpeg`` (``images_jpeg``)
-or ``binary`` (our server's faster encoding). Reply: ``actions`` (N, D) float32 and ``dt_ms``.
+Wire layouts (option ``encoding``; the official ones are those of allenai's clients, see
+``server/official.py``):
+
+* ``binary`` (default): our server's encoding (``application/x-molmoact2-binary``), one
+  ``<camera>_cam`` array per camera. Only ``molmoact2-act-server`` reads it.
+* ``json``: the official raw layout, json_numpy with one ``<camera>_cam`` (H, W, 3) uint8 array per
+  camera, ``state`` (float32 array), ``instruction``, ``timestamp``, ``normalization_tag``: what the
+  DROID and YAM servers of allenai/molmoact2 read.
+* ``jpeg``: the official YAM client's JPEG wire: json_numpy with ``images_jpeg`` keyed by the bare
+  camera names (``top``/``left``/``right``), base64 JPEG at quality 85, and the same other keys.
+
+Camera keys: ``<camera>_cam`` per model camera; ``protocol`` droid/yam forces the official names
+(DROID ``external_cam``/``wrist_cam``, YAM ``top_cam``/``left_cam``/``right_cam``). ``seed``,
+``num_steps`` and ``reset`` are sent only when set (the official servers ignore the first and last).
+Reply: ``actions`` (N, D) float32 and ``dt_ms``.
 
 A server that is down or slow raises ``BackendUnavailable`` (connection refused, timeout, 5xx): the
 policy runtime puts its status in error and retries with backoff; nothing blocks longer than
@@ -23,6 +34,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ...server import codec
+from ...server.official import OFFICIAL_JPEG_QUALITY, bare_name
 from .base import BackendError, BackendInfo, BackendUnavailable, PolicyBackend, PolicyRequest, PolicyResult, TagInfo
 
 PROTOCOL_KEYS = {"droid": ["external_cam", "wrist_cam"], "yam": ["top_cam", "left_cam", "right_cam"]}
@@ -31,8 +43,9 @@ PROTOCOL_KEYS = {"droid": ["external_cam", "wrist_cam"], "yam": ["top_cam", "lef
 class RemoteBackend(PolicyBackend):
     kind = "remote"
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", protocol: str = "auto", encoding: str = "json",
-                 timeout_s: float = 2.0, token: str | None = None, jpeg_quality: int = 90, **unknown: Any) -> None:
+    def __init__(self, url: str = "http://127.0.0.1:8000", protocol: str = "auto", encoding: str = "binary",
+                 timeout_s: float = 2.0, token: str | None = None, jpeg_quality: int = OFFICIAL_JPEG_QUALITY,
+                 **unknown: Any) -> None:
         if unknown:
             raise BackendError(f"remote backend: unknown options {', '.join(sorted(unknown))}")
         parts = urlsplit(url)
@@ -41,7 +54,10 @@ class RemoteBackend(PolicyBackend):
         if protocol not in ("auto", "generic", *PROTOCOL_KEYS):
             raise BackendError(f"remote protocol '{protocol}' must be auto, generic, droid or yam")
         if encoding not in ("json", "jpeg", "binary"):
-            raise BackendError(f"remote encoding '{encoding}' must be json, jpeg or binary")
+            raise BackendError(f"remote encoding '{encoding}' must be binary (ours), json (official json_numpy) or "
+                               f"jpeg (official YAM JPEG wire)")
+        if not 1 <= int(jpeg_quality) <= 100:
+            raise BackendError(f"remote jpeg_quality {jpeg_quality} must be 1..100")
         self.url = url.rstrip("/")
         self.scheme, self.host = parts.scheme, parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -140,7 +156,9 @@ class RemoteBackend(PolicyBackend):
         if request.num_steps:
             payload["num_steps"] = int(request.num_steps)
         if self.encoding == "jpeg":
-            payload["images_jpeg"] = {k: codec.jpeg_encode(im, self.jpeg_quality) for k, im in zip(keys, request.images)}
+            # the official YAM client keys its JPEGs by the bare camera names (top, left, right)
+            payload["images_jpeg"] = {bare_name(k): codec.jpeg_encode(im, self.jpeg_quality)
+                                      for k, im in zip(keys, request.images)}
         else:
             payload.update({k: np.ascontiguousarray(im) for k, im in zip(keys, request.images)})
         ctype = codec.BINARY if self.encoding == "binary" else codec.JSON
@@ -157,7 +175,10 @@ class RemoteBackend(PolicyBackend):
         if status >= 500:
             raise BackendUnavailable(f"/act server {self.url}: HTTP {status}: {data[:300]!r}")
         if status != 200:
-            raise BackendError(f"/act server {self.url} refused the request: HTTP {status}: {data[:300]!r}")
+            hint = ""
+            if self.encoding == "binary" and status in (400, 415, 422) and b"json" in data[:300].lower():
+                hint = " (an allenai/molmoact2 server reads only json_numpy: use encoding json or jpeg)"
+            raise BackendError(f"/act server {self.url} refused the request: HTTP {status}: {data[:300]!r}{hint}")
         try:
             reply = codec.decode(data, rtype)
             actions = np.asarray(reply["actions"], dtype=np.float32)
