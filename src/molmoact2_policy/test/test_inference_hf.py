@@ -15,12 +15,14 @@ def _images(seed=0, n=3, h=90, w=160):
     return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def _request(images=None, seed=0, tag="yam_dual_molmoact2", dim=14):
+def _request(images=None, seed=0, tag="yam_dual_molmoact2", dim=14, cameras=None):
     from molmoact2_policy.core.backends import PolicyRequest
+    from molmoact2_policy.core.tiny_checkpoint import TAGS
 
-    return PolicyRequest(images=images or _images(), state=np.linspace(-0.5, 0.5, dim).astype(np.float32),
-                         instruction="Fold the towel.", norm_tag=tag, camera_names=["top", "left", "right"][:len(images or [0, 0, 0])],
-                         seed=seed)
+    images = images or _images()
+    cams = cameras or (TAGS[tag]["cameras"] if tag in TAGS else ["top", "left", "right"])[:len(images)]
+    return PolicyRequest(images=images, state=np.linspace(-0.5, 0.5, dim).astype(np.float32),
+                         instruction="Fold the towel.", norm_tag=tag, camera_names=list(cams), seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +164,34 @@ def test_unknown_backend_kind_is_refused():
 
     with pytest.raises(BackendError, match="unknown backend kind"):
         make_backend("onnx")
+
+
+def test_hf_backend_runs_under_inference_mode(hf_backend):
+    """Every module of the model runs under torch.inference_mode (not merely no_grad): seen by forward
+    hooks on the real model during a real call."""
+    import torch
+
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda _m, _a: seen.append(torch.is_inference_mode_enabled()))
+             for m in hf_backend.model.modules()]
+    try:
+        hf_backend.predict(_request(seed=4))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen and all(seen), f"{seen.count(False)} of {len(seen)} module calls ran outside inference_mode"
+    assert not torch.is_inference_mode_enabled()
+
+
+def test_hf_backend_picks_images_by_camera_name(hf_backend):
+    """The same images under the same names in another order give the same chunk; names the norm tag
+    does not have are refused naming both sides."""
+    from molmoact2_policy.core.backends import BackendError
+
+    imgs = _images(seed=5)
+    want = hf_backend.predict(_request(images=imgs, seed=2)).actions
+    shuffled = hf_backend.predict(_request(images=[imgs[2], imgs[0], imgs[1]], seed=2,
+                                           cameras=["right", "top", "left"])).actions
+    np.testing.assert_array_equal(shuffled, want)
+    with pytest.raises(BackendError, match="camera name mismatch.*top, left, wrist.*top, left, right"):
+        hf_backend.predict(_request(images=imgs, cameras=["top", "left", "wrist"]))

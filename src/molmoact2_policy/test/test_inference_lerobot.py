@@ -59,3 +59,56 @@ def test_lerobot_backend_refuses_an_unknown_norm_tag(tiny_checkpoint_dir):
 
     with pytest.raises(BackendError, match="nope"):
         make_backend("lerobot", checkpoint=str(tiny_checkpoint_dir), norm_tag="nope", camera_names=["a"])
+
+
+def _saved_policy_dir(backend, out, image_keys=None):
+    """A LeRobot policy directory as save_pretrained writes it; ``image_keys`` rewrites the config's."""
+    import json
+
+    backend.policy.save_pretrained(str(out))
+    backend.pre.save_pretrained(str(out))
+    backend.post.save_pretrained(str(out))
+    if image_keys is not None:
+        cfg = json.loads((out / "config.json").read_text())
+        cfg["image_keys"] = list(image_keys)
+        (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def test_lerobot_backend_gives_each_image_to_the_image_key_of_its_name(lerobot_backend, tiny_checkpoint_dir, tmp_path):
+    """A fine-tune whose config lists no image_keys: the images still go under the keys of their
+    camera names (top image -> observation.images.top), never zipped with the keys sorted
+    alphabetically (which put the top image under observation.images.left)."""
+    from molmoact2_policy.core.backends import PolicyRequest, make_backend
+
+    hf = make_backend("hf", checkpoint=str(tiny_checkpoint_dir))
+    want = hf.predict(_request()).actions
+    loaded = make_backend("lerobot", checkpoint=str(_saved_policy_dir(lerobot_backend, tmp_path / "ft", image_keys=[])))
+    assert set(loaded.info().camera_keys) == {f"observation.images.{c}" for c in ("top", "left", "right")}
+    np.testing.assert_allclose(loaded.predict(_request()).actions, want, atol=1e-5)
+    # the same images under the same names, in another order: the same chunk
+    r = _request()
+    shuffled = PolicyRequest(images=[r.images[2], r.images[0], r.images[1]], state=r.state, instruction=r.instruction,
+                             norm_tag=r.norm_tag, camera_names=["right", "top", "left"], seed=r.seed)
+    np.testing.assert_allclose(loaded.predict(shuffled).actions, want, atol=1e-5)
+
+
+def test_lerobot_backend_refuses_camera_name_mismatch_naming_both_sides(lerobot_backend, tiny_checkpoint_dir, tmp_path):
+    from molmoact2_policy.core.backends import BackendError, PolicyRequest, make_backend
+
+    both_sides = ("camera name mismatch: embodiment cameras top, left, wrist vs checkpoint 'ft' image keys "
+                  "observation.images.top, observation.images.left, observation.images.right")
+    ft = _saved_policy_dir(lerobot_backend, tmp_path / "ft")
+    with pytest.raises(BackendError, match=both_sides):
+        make_backend("lerobot", checkpoint=str(ft), camera_names=["top", "left", "wrist"])
+    # a request naming a camera the policy has no key for is refused the same way
+    r = _request()
+    bad = PolicyRequest(images=r.images, state=r.state, instruction=r.instruction, norm_tag=r.norm_tag,
+                        camera_names=["top", "left", "wrist"], seed=r.seed)
+    with pytest.raises(BackendError, match=both_sides):
+        make_backend("lerobot", checkpoint=str(ft)).predict(bad)
+    # an HF checkpoint: the embodiment cameras are matched to the norm tag's cameras by name
+    with pytest.raises(BackendError, match="camera name mismatch: embodiment cameras top, left, wrist vs checkpoint "
+                                           f"'{tiny_checkpoint_dir.name}' cameras top, left, right"):
+        make_backend("lerobot", checkpoint=str(tiny_checkpoint_dir), norm_tag="yam_dual_molmoact2",
+                     camera_names=["top", "left", "wrist"])

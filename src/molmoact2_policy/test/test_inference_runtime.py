@@ -87,6 +87,34 @@ def test_policy_io_refuses_checkpoint_mismatches_naming_both_sides():
         io.check_backend(BackendInfo("hf", "ckpt", {"libero": ok}))
 
 
+def test_camera_names_are_matched_not_counted():
+    """Three checkpoint cameras for three embodiment cameras is not enough: the names must match."""
+    from molmoact2_policy.core.backends import BackendInfo, TagInfo
+    from molmoact2_policy.core.policy_io import PolicyIO, PolicyIOError
+
+    io = PolicyIO(load_embodiment("yam_bimanual"))  # top, left, right
+
+    def tag(cams):
+        return {"yam_dual_molmoact2": TagInfo("yam_dual_molmoact2", 14, 14, 30, 30, "absolute joint position",
+                                              cameras=cams)}
+
+    io.check_backend(BackendInfo("hf", "ckpt", tag(("top", "left", "right"))))
+    with pytest.raises(PolicyIOError, match="camera set mismatch.*top, left, right.*top, left, wrist.*"
+                                            "no checkpoint camera for right; no embodiment camera for wrist"):
+        io.check_backend(BackendInfo("hf", "ckpt", tag(("top", "left", "wrist"))))
+    # the hf backend gives the images in model.camera_order: the same names in another order is refused
+    with pytest.raises(PolicyIOError, match="camera order mismatch.*top, left, right.*left, top, right"):
+        io.check_backend(BackendInfo("hf", "ckpt", tag(("left", "top", "right"))))
+    # backends that take images under keys match the keys by name, in any order
+    io.check_backend(BackendInfo("remote", "url", {}, camera_keys=("top_cam", "left_cam", "right_cam")))
+    io.check_backend(BackendInfo("lerobot", "ft", tag(None), camera_keys=(
+        "observation.images.right", "observation.images.top", "observation.images.left")))
+    with pytest.raises(PolicyIOError, match="camera set mismatch.*observation.images.cam_high.*no checkpoint camera "
+                                            "for top; no embodiment camera for observation.images.cam_high"):
+        io.check_backend(BackendInfo("lerobot", "ft", tag(None), camera_keys=(
+            "observation.images.cam_high", "observation.images.left", "observation.images.right")))
+
+
 # ---------------------------------------------------------------------------- runtime (tiny model)
 
 def _runtime(backend, sink, **cfg):
@@ -234,5 +262,99 @@ def test_runtime_always_infers_on_the_newest_observation(tiny_checkpoint_dir):
         assert sink.wait(lambda: sink.chunks)
         assert sink.chunks[0].stamp_ns == 14
         assert sink.consumed == [14]
+    finally:
+        rt.shutdown()
+
+
+@pytest.fixture(scope="module")
+def plain_backend(tiny_checkpoint_dir):
+    from molmoact2_policy.core.backends import make_backend
+
+    return make_backend("hf", checkpoint=str(tiny_checkpoint_dir), num_threads=1)
+
+
+@pytest.mark.model
+def test_max_episode_stops_inference_within_one_chunk_under_load(plain_backend):
+    """Observations keep coming (the worker is never idle): the episode still ends at max_episode_s,
+    with at most the one chunk that was being computed when the limit passed."""
+    sink = Sink()
+    rt, io = _runtime(plain_backend, sink, max_episode_s=1.0)
+    template = _obs(io, 1)
+    stop = threading.Event()
+
+    def feed():
+        k = 0
+        while not stop.is_set():
+            k += 1
+            rt.offer_observation(_obs(io, k, images=template.images))
+            stop.wait(0.002)  # steady observations, much faster than the model
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    rt.start_thread()
+    try:
+        rt.set_instruction("fold")
+        rt.activate()
+        feeder.start()
+        assert sink.wait(lambda: len(sink.chunks) >= 3)  # running under load, within the limit
+        at_limit = len(sink.chunks)
+        rt.clock["t"] += 1.5  # the episode is now past max_episode_s
+        ended = lambda: any(s == "paused" and "max_episode_s" in m for s, m in sink.states)  # noqa: E731
+        assert sink.wait(lambda: ended() or len(sink.chunks) >= at_limit + 5, timeout=30)
+        assert ended(), sink.states[-3:]
+        assert len(sink.chunks) - at_limit <= 1
+        after = len(sink.chunks)
+        assert not sink.wait(lambda: len(sink.chunks) > after, timeout=0.5)  # still fed, nothing more
+        assert not rt.active
+    finally:
+        stop.set()
+        rt.shutdown()
+
+
+def _with_joints(obs, *sources):
+    """sources: (name, stamp_ns, stale) per arm driver, as the camera node reports them."""
+    obs.joint_sources = [s[0] for s in sources]
+    obs.joint_source_stamps_ns = [s[1] for s in sources]
+    obs.joint_source_stale = [s[2] for s in sources]
+    return obs
+
+
+@pytest.mark.model
+def test_stale_joint_state_of_one_arm_is_refused_by_name(plain_backend):
+    """Bimanual YAM, one driver dead or lagging: the other arm never acts on the frozen state; the
+    refusal names the arm's joint-state source."""
+    sink = Sink()
+    rt, io = _runtime(plain_backend, sink, joint_state_max_age_s=1.0, joint_state_max_skew_s=0.1)
+    now = time.monotonic_ns
+    rt.start_thread()
+    try:
+        rt.set_instruction("fold")
+        rt.activate()
+        rt.offer_observation(_with_joints(_obs(io, 1), ("left/joint_states", now(), False),
+                                          ("right/joint_states", now(), False)))
+        assert sink.wait(lambda: len(sink.chunks) == 1)
+
+        def refused(obs):
+            n = len(sink.warnings)
+            rt.offer_observation(obs)
+            assert sink.wait(lambda: len(sink.warnings) > n)
+            assert len(sink.chunks) == 1
+            return sink.warnings[-1]
+
+        # the camera node flagged the right arm's joint state stale
+        msg = refused(_with_joints(_obs(io, 2), ("left/joint_states", now(), False), ("right/joint_states", now(), True)))
+        assert "right/joint_states" in msg and "left/joint_states" not in msg
+        # the right arm's joint state is older than joint_state_max_age_s
+        msg = refused(_with_joints(_obs(io, 3), ("left/joint_states", now(), False),
+                                   ("right/joint_states", now() - 2_000_000_000, False)))
+        assert "'right/joint_states'" in msg and "joint_state_max_age_s" in msg
+        # both young, but the left arm lags the right one by more than joint_state_max_skew_s
+        msg = refused(_with_joints(_obs(io, 4), ("left/joint_states", now() - 150_000_000, False),
+                                   ("right/joint_states", now(), False)))
+        assert "'left/joint_states'" in msg and "behind 'right/joint_states'" in msg and "joint_state_max_skew_s" in msg
+        # fresh again: inference resumes
+        rt.offer_observation(_with_joints(_obs(io, 5), ("left/joint_states", now(), False),
+                                          ("right/joint_states", now(), False)))
+        assert sink.wait(lambda: len(sink.chunks) == 2)
+        assert [c.stamp_ns for c in sink.chunks] == [1, 5]
     finally:
         rt.shutdown()

@@ -193,3 +193,44 @@ def test_any_source_name_is_accepted_when_sources_are_not_fixed():
     s.add_joint_state("/so100/joint_states", ["a", "b"], [1, 2], NS)
     o = s.assemble(NS)
     assert o.complete and o.joint_names == ["a", "b"]
+
+
+def test_clock_jumping_back_resets_the_synchroniser():
+    """A replay looping (/clock restarts): the new loop's inputs, stamped earlier than the last ones
+    kept, are taken again instead of being dropped as out of order, and nothing from before the jump
+    is passed on."""
+    s = _sync()
+    _feed_all(s, 100 * NS)
+    before = s.assemble(100 * NS + 5 * MS)
+    assert before.complete and not before.stale
+    assert not s.note_time(100 * NS + 5 * MS)
+    # the clock restarts at 1 s: the synchroniser forgets the inputs of the previous loop
+    assert s.note_time(1 * NS)
+    o = s.assemble(1 * NS)
+    assert not o.complete and s.clock_resets == 1
+    assert all(f is None for f in o.frames)
+    # the new loop's frames and joint states (stamped long before the last kept ones) are taken
+    s.add_frame("top", _img(77), 1 * NS)
+    s.add_frame("left", _img(78), 1 * NS)
+    s.add_joint_state("left", ["left_j1", "left_g"], [3.0, 0.5], 1 * NS)
+    assert not s.assemble(1 * NS + 5 * MS).complete  # 'right' and the right arm: never seen in this loop
+    s.add_frame("right", _img(79), 1 * NS)
+    s.add_joint_state("right", ["right_j1", "right_g"], [4.0, 0.75], 1 * NS)
+    o = s.assemble(1 * NS + 10 * MS)
+    assert o.complete and not o.stale
+    assert [int(f.image[0, 0, 0]) for f in o.frames] == [77, 78, 79]
+    assert o.camera_stamps_ns == [1 * NS] * 3
+    assert list(o.joint_positions) == [3.0, 0.5, 4.0, 0.75]
+    # a clock moving forward never resets
+    assert not s.note_time(1 * NS + 20 * MS)
+    assert s.clock_resets == 1 and s.assemble(1 * NS + 20 * MS).complete
+
+
+def test_a_frame_arriving_after_the_clock_jumped_back_is_taken_at_once():
+    s = _sync()
+    _feed_all(s, 100 * NS)
+    s.note_time(100 * NS)
+    assert s.note_time(2 * NS)  # the camera node tells the time before adding each input
+    s.add_frame("top", _img(42), 2 * NS)
+    o = s.assemble(2 * NS + MS)
+    assert o.frames[0] is not None and int(o.frames[0].image[0, 0, 0]) == 42

@@ -11,6 +11,12 @@ Staleness, per source:
   ``max_skew`` behind the newest of its group (one camera lagging the others, one arm's driver
   lagging the other's).
 A stale input is never passed as fresh: the assembled observation flags it and names why.
+
+A live clock that jumps back (``note_time`` told a time earlier than the previous one: a bag
+replayed with ``--loop`` restarting /clock) resets the synchroniser: every kept input is dropped, so
+the replay's new frames, stamped earlier than the last ones kept, are taken again instead of being
+ignored as out of order, and nothing from before the jump is passed on. The camera node tells the
+time before every input and every assembly.
 """
 
 from __future__ import annotations
@@ -143,6 +149,8 @@ class ObservationSynchronizer:
         self._frames: dict[str, CameraFrame] = {}
         self._joints: dict[str, JointSample] = {}
         self._owner: dict[str, str] = {}  # joint name -> source that reports it
+        self._last_now_ns: int | None = None
+        self.clock_resets = 0  # how often a clock jumping back reset the synchroniser
 
     # --- inputs -------------------------------------------------------------------------------
 
@@ -199,7 +207,19 @@ class ObservationSynchronizer:
 
     # --- output -------------------------------------------------------------------------------
 
+    def note_time(self, now_ns: int) -> bool:
+        """Tell the synchroniser the clock's time; a time earlier than the last one resets it (True)."""
+        now_ns = int(now_ns)
+        jumped = self._last_now_ns is not None and now_ns < self._last_now_ns
+        if jumped:
+            self.reset()
+            self.clock_resets += 1
+        self._last_now_ns = now_ns
+        return jumped
+
     def assemble(self, now_ns: int) -> SyncedObservation:
+        """The observation at ``now_ns`` (a pure function of the kept inputs and ``now_ns``: it never
+        resets; a live clock is told with ``note_time``)."""
         now_ns = int(now_ns)
         frames = [self._frames.get(c) for c in self.camera_order]
         cams = _states(

@@ -17,7 +17,7 @@ import numpy as np
 
 from molmoact2_common.embodiment import Embodiment
 
-from .backends.base import BackendInfo, TagInfo
+from .backends.base import BackendInfo, TagInfo, match_camera_keys
 
 
 class PolicyIOError(ValueError):
@@ -76,7 +76,7 @@ class PolicyIO:
 
     # ------------------------------------------------------------------ checks
     def check_backend(self, info: BackendInfo) -> TagInfo:
-        """Refuse a checkpoint whose norm tag, state size, action size, action space or cameras do
+        """Refuse a checkpoint whose norm tag, state size, action size, action space or camera names do
         not match this embodiment; each message names both sides."""
         name = f"embodiment '{self.embodiment.name}' ({self.embodiment.path.name})"
         model = f"checkpoint '{info.model_id}'"
@@ -99,9 +99,28 @@ class PolicyIO:
             raise PolicyIOError(
                 f"action space mismatch: {name} executes '{self.action_space}', {model} emits '{space}' "
                 f"for norm tag '{self.norm_tag}' (control mode '{tag.control_mode}')")
-        for keys in (info.camera_keys, tag.cameras):
-            if keys is not None and len(keys) != len(self.camera_order):
-                raise PolicyIOError(
-                    f"camera set mismatch: {name} gives the model cameras {', '.join(self.camera_order)}, "
-                    f"{model} takes {', '.join(keys)} for norm tag '{self.norm_tag}'")
+        self.check_cameras(info, tag, name, model)
         return tag
+
+    def check_cameras(self, info: BackendInfo, tag: TagInfo, name: str, model: str) -> None:
+        """Cameras by name, never by count: every embodiment camera must be named by exactly one of the
+        backend's camera keys (or, for a backend that takes images in its norm tag's camera order, by
+        one of the tag's cameras, in the same order)."""
+        by_keys = info.camera_keys is not None
+        keys = info.camera_keys if by_keys else tag.cameras
+        if keys is None:
+            return
+        matched, unmatched, missing = match_camera_keys(self.camera_order, keys)
+        sides = (f"{name} gives the model cameras {', '.join(self.camera_order)}, "
+                 f"{model} takes {', '.join(keys)} for norm tag '{self.norm_tag}'")
+        if unmatched or missing:
+            why = []
+            if missing:
+                why.append(f"no checkpoint camera for {', '.join(missing)}")
+            if unmatched:
+                why.append(f"no embodiment camera for {', '.join(unmatched)}")
+            raise PolicyIOError(f"camera set mismatch: {sides} ({'; '.join(why)})")
+        if not by_keys and [matched[str(k)] for k in keys] != self.camera_order:
+            raise PolicyIOError(
+                f"camera order mismatch: {sides}; the images go to the model in model.camera_order, "
+                "which must follow the checkpoint's camera order")

@@ -9,9 +9,12 @@ per new observation), ``fixed`` (at most ``rate_hz``), ``on_demand`` (one chunk 
 Episodes: a new instruction, an activation, ``reset()``, or a gap in observations longer than
 ``episode_gap_s`` starts a new episode: Think's depth cache is dropped, a pending demand and the
 observation slot are cleared, and a chunk still being computed for the previous episode is discarded,
-so nothing leaks from one episode into the next. ``max_episode_s`` stops inference when exceeded.
+so nothing leaks from one episode into the next. ``max_episode_s`` stops inference when exceeded,
+whether or not observations keep coming: no inference starts past the limit, and a chunk whose
+inference was under way when the limit passed is not published.
 
-Failures never publish: a stale observation is refused (the sink's ``warn`` names the camera), NaN/inf
+Failures never publish: a stale observation is refused by name (the sink's ``warn`` names the camera
+or the joint-state source: one arm's driver that died, or lags the other arm's), NaN/inf
 in a chunk puts the status in error, and backend failures (a remote server down or slow) are retried
 with exponential backoff; the loop never gets stuck.
 """
@@ -49,6 +52,11 @@ class ObservationInput:
     positions: list[float]
     received_mono: float = field(default_factory=time.perf_counter)  # callback entry (after deserialisation)
     deserialise_s: float = 0.0
+    # one entry per joint-state source (one per arm driver): its newest stamp and the camera node's
+    # stale flag; empty when the observation does not say (then joints are not age-checked)
+    joint_sources: list[str] = field(default_factory=list)
+    joint_source_stamps_ns: list[int] = field(default_factory=list)
+    joint_source_stale: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +88,8 @@ class RuntimeConfig:
     rate_mode: str = "max"
     rate_hz: float = 10.0
     max_age_s: float = 0.5  # 0: no age check
+    joint_state_max_age_s: float = 0.2  # per joint-state source; 0: no age check
+    joint_state_max_skew_s: float = 0.1  # a source this far behind the newest one is stale; 0: no check
     episode_gap_s: float = 2.0  # 0: never
     max_episode_s: float = 0.0  # 0: unlimited
     seed: int | None = None
@@ -92,6 +102,9 @@ class RuntimeConfig:
             raise ValueError(f"rate_mode '{self.rate_mode}' must be one of {', '.join(RATE_MODES)}")
         if self.rate_mode == "fixed" and not self.rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0 in fixed rate mode, got {self.rate_hz}")
+        for name in ("max_age_s", "joint_state_max_age_s", "joint_state_max_skew_s", "episode_gap_s", "max_episode_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 class LatencyStats:
@@ -241,21 +254,30 @@ class PolicyRuntime:
             self._cv.wait_for(lambda: self._stop, timeout=max(0.0, seconds))
             return not self._stop
 
+    def _episode_over_locked(self) -> bool:
+        """True (and inference stopped) once the episode is longer than max_episode_s."""
+        limit = self.config.max_episode_s
+        if not (self._active and limit > 0 and self.monotonic() - self._episode_start > limit):
+            return False
+        self._active = False
+        self._slot = None
+        self._demand = 0
+        self._set_state(PAUSED, f"episode longer than max_episode_s ({limit:g} s): stopped")
+        return True
+
     def _take(self) -> tuple[ObservationInput, int, str] | None:
         with self._cv:
             while True:
                 if self._stop:
                     return None
+                # checked on every pass, not only when idle: steady observations never skip it
+                self._episode_over_locked()
                 ready = self._active and self.instruction and self._slot is not None
                 if ready and self.config.rate_mode == "on_demand":
                     ready = self._demand > 0
                 if ready:
                     break
                 self._cv.wait(0.2)
-                if self._active and self.config.max_episode_s > 0 and \
-                        self.monotonic() - self._episode_start > self.config.max_episode_s:
-                    self._active = False
-                    self._set_state(PAUSED, f"episode longer than max_episode_s ({self.config.max_episode_s:g} s): stopped")
             obs = self._slot
             self._slot = None
             if self.config.rate_mode == "on_demand":
@@ -270,6 +292,11 @@ class PolicyRuntime:
         if stale:
             self.sink.warn("stale", f"observation refused: camera(s) {', '.join(stale)} stale")
             return False
+        stale = [j for j, s in zip(obs.joint_sources, obs.joint_source_stale) if s]
+        if stale:
+            self.sink.warn("stale", f"observation refused: joint state of {', '.join(stale)} stale")
+            return False
+        now = None
         if self.config.max_age_s > 0:
             now = self.now_ns()
             for cam, stamp in zip(obs.camera_names, obs.capture_stamps_ns):
@@ -277,6 +304,23 @@ class PolicyRuntime:
                 if age > self.config.max_age_s:
                     self.sink.warn("stale", f"observation refused: camera '{cam}' frame is {age:.3f} s old "
                                    f"(max_age_s {self.config.max_age_s:g})")
+                    return False
+        sources = list(zip(obs.joint_sources, (int(s) for s in obs.joint_source_stamps_ns)))
+        if self.config.joint_state_max_age_s > 0 and sources:
+            now = self.now_ns() if now is None else now
+            for src, stamp in sources:
+                age = (now - stamp) * 1e-9
+                if age > self.config.joint_state_max_age_s:
+                    self.sink.warn("stale", f"observation refused: joint state of '{src}' is {age:.3f} s old "
+                                   f"(joint_state_max_age_s {self.config.joint_state_max_age_s:g})")
+                    return False
+        if self.config.joint_state_max_skew_s > 0 and len(sources) > 1:
+            newest_src, newest = max(sources, key=lambda s: s[1])
+            for src, stamp in sources:
+                skew = (newest - stamp) * 1e-9
+                if skew > self.config.joint_state_max_skew_s:
+                    self.sink.warn("stale", f"observation refused: joint state of '{src}' is {skew:.3f} s behind "
+                                   f"'{newest_src}' (joint_state_max_skew_s {self.config.joint_state_max_skew_s:g})")
                     return False
         return True
 
@@ -333,8 +377,8 @@ class PolicyRuntime:
         # Publish under the lock: once deactivate() or a new episode has taken it, nothing from this
         # inference is published and the state it set is never overwritten.
         with self._cv:
-            if episode != self._episode or not self._active:
-                return  # the episode ended while inferring: never publish into the next one
+            if episode != self._episode or not self._active or self._episode_over_locked():
+                return  # the episode ended while inferring: never publish into it or the next one
             self.sequence += 1
             out = ChunkOutput(
                 stamp_ns=obs.stamp_ns, joint_names=list(self.io.action_joints), positions=positions, dt=self.io.dt,

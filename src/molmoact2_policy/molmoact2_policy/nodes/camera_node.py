@@ -5,7 +5,9 @@ Sources per camera come from the embodiment config (``cameras[].source``) or the
 ``source_overrides`` parameter: a V4L2/OpenCV device, a relay of an image topic (raw or
 compressed, any encoding ``image_codec`` converts), a video file or an image folder. Pull sources
 run in a thread each and are reconnected with back-off; topic relays resume by themselves.
-Joint states are merged by name across ``joint_state_topics`` (one per arm driver).
+Joint states are merged by name across ``joint_state_topics`` (one per arm driver). A clock that
+jumps back (``molmoact2-replay --loop`` restarting /clock) resets the synchroniser, so the new loop's
+frames are taken instead of being dropped as older than the last ones.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class CameraNode(Node):
             return
         frame_id = frame_id or cfg.frame_id
         with self.lock:
+            self._note_time_locked()
             self.sync.add_frame(camera, rgb, stamp_ns, frame_id)
         pub = self.img_pubs.get(camera)
         if pub is not None:
@@ -156,6 +159,7 @@ class CameraNode(Node):
         stamp = j.stamp_ns if j.stamp_ns > 0 else self._now_ns()
         try:
             with self.lock:
+                self._note_time_locked()
                 self.sync.add_joint_state(topic, j.names, j.positions, stamp, j.velocities, j.efforts)
         except SyncError as exc:
             self.get_logger().error(f"joint states on '{topic}' refused: {exc}", throttle_duration_sec=self.p["stale_report_period"])
@@ -174,8 +178,16 @@ class CameraNode(Node):
 
     # --- output -------------------------------------------------------------------------------
 
+    def _note_time_locked(self) -> None:
+        """Under self.lock (the clock is read there too, so threads never note times out of order): a
+        clock that jumped back resets the synchroniser before the new input is added."""
+        if self.sync.note_time(self._now_ns()):
+            self.get_logger().info("clock jumped back (a replay looping?): synchroniser reset, waiting for every "
+                                   "camera and joint-state source again")
+
     def _publish_observation(self) -> None:
         with self.lock:
+            self._note_time_locked()
             obs = self.sync.assemble(self._now_ns())
         reasons = obs.stale_reasons()
         if reasons:

@@ -73,6 +73,12 @@ PARAMS = [
     ParamSpec("rate_mode", str, "max", "max: as fast as possible; fixed: at most rate_hz; on_demand: one chunk per request", choices=RATE_MODES),
     ParamSpec("rate_hz", float, 10.0, "fixed rate mode: chunks per second", positive, "> 0"),
     ParamSpec("max_age_s", float, 0.5, "refuse observations whose camera frames are older than this (0 = no check)", non_negative, ">= 0"),
+    ParamSpec("joint_state_max_age_s", float, 0.2,
+              "refuse observations whose joint state from any arm's driver is older than this, naming the source "
+              "(0 = no check; 0.2 s = 6 periods at 30 Hz)", non_negative, ">= 0"),
+    ParamSpec("joint_state_max_skew_s", float, 0.1,
+              "refuse observations where one arm's joint state lags the other arm's by more than this, naming the "
+              "source (0 = no check)", non_negative, ">= 0"),
     ParamSpec("episode_gap_s", float, 2.0, "a gap in observations longer than this starts a new episode (0 = never)", non_negative, ">= 0"),
     ParamSpec("max_episode_s", float, 0.0, "stop inferring after an episode this long (0 = unlimited)", non_negative, ">= 0"),
     ParamSpec("seed", int, -1, "flow noise seed for every call (-1 = random); for parity tests and replay", lambda v: v >= -1, ">= -1"),
@@ -127,8 +133,10 @@ class PolicyNode(StackLifecycleNode):
         self.timing_log: deque[dict] = deque(maxlen=2000)
         self._main_frame = ""
         self.status_pub = self.create_publisher(PolicyStatus, "policy_status", qos.POLICY_STATUS)
-        self.chunk_pub = self.create_publisher(ActionChunk, "action_chunk", qos.ACTION_CHUNK)
-        self.depth_pub = self.create_publisher(DepthTokens, "depth_tokens", qos.DEPTH_TOKENS)
+        # lifecycle publishers: enabled by on_activate, disabled by on_deactivate, so an inactive node
+        # cannot publish a chunk whatever its inference thread does
+        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "action_chunk", qos.ACTION_CHUNK)
+        self.depth_pub = self.create_lifecycle_publisher(DepthTokens, "depth_tokens", qos.DEPTH_TOKENS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
         self.create_subscription(Observation, "observation", self._on_observation, qos.OBSERVATION, raw=True)
         self.create_subscription(String, "instruction", self._on_instruction_topic, qos.INSTRUCTION)
@@ -202,6 +210,8 @@ class PolicyNode(StackLifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.backend, self.io = backend, io
         cfg = RuntimeConfig(rate_mode=self.p["rate_mode"], rate_hz=self.p["rate_hz"], max_age_s=self.p["max_age_s"],
+                            joint_state_max_age_s=self.p["joint_state_max_age_s"],
+                            joint_state_max_skew_s=self.p["joint_state_max_skew_s"],
                             episode_gap_s=self.p["episode_gap_s"], max_episode_s=self.p["max_episode_s"],
                             seed=None if self.p["seed"] < 0 else self.p["seed"],
                             retry_initial_s=self.p["retry_initial_s"], retry_max_s=self.p["retry_max_s"])
@@ -234,8 +244,9 @@ class PolicyNode(StackLifecycleNode):
         self.get_logger().info(f"warm-up inference took {time.perf_counter() - t0:.3f} s (excluded from statistics)")
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enable the lifecycle publishers before the first chunk can come
         self.runtime.activate()
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.runtime.deactivate("deactivated")
@@ -285,10 +296,21 @@ class PolicyNode(StackLifecycleNode):
             stamp = arr.capture_stamps_ns[arr.camera_names.index(main)]
         stale = list(arr.camera_stale) + [False] * (len(arr.camera_names) - len(arr.camera_stale))
         captures = arr.capture_stamps_ns if len(arr.capture_stamps_ns) == len(arr.camera_names) else [arr.stamp_ns] * len(arr.camera_names)
+        sources, source_stamps = list(arr.joint_sources), list(arr.joint_source_stamps_ns)
+        if len(source_stamps) != len(sources):
+            self._refusals += 1
+            self.get_logger().warn(f"observation refused: {len(sources)} joint-state sources "
+                                   f"({', '.join(sources)}) but {len(source_stamps)} stamps", throttle_duration_sec=2.0)
+            return
+        if not sources and arr.joints.stamp_ns > 0:  # not from the camera node: the merged state's own stamp
+            sources, source_stamps = ["joint_state"], [arr.joints.stamp_ns]
+        source_stale = list(arr.joint_source_stale)[:len(sources)]
+        source_stale += [False] * (len(sources) - len(source_stale))
         self.runtime.offer_observation(ObservationInput(
             stamp_ns=stamp, camera_names=arr.camera_names, images=arr.images, capture_stamps_ns=captures,
             camera_stale=stale, joint_names=list(arr.joints.names), positions=list(arr.joints.positions),
-            received_mono=t1, deserialise_s=t1 - t0))
+            received_mono=t1, deserialise_s=t1 - t0, joint_sources=sources, joint_source_stamps_ns=source_stamps,
+            joint_source_stale=source_stale))
         # Hand the GIL to the woken inference thread now rather than after the executor's own
         # bookkeeping (measured: halves the callback -> inference hand-off).
         time.sleep(0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,43 @@ def action_space_of(control_mode: str) -> str | None:
     return None
 
 
+CAMERA_KEY_PREFIXES = ("observation.images.", "observation.image.")
+CAMERA_KEY_SUFFIX = "_cam"
+
+
+def camera_name_of_key(key: str, cameras: Sequence[str]) -> str | None:
+    """The camera of ``cameras`` a checkpoint/server camera key names, or None.
+
+    A key names a camera when it is the camera's name, or the name under LeRobot's
+    ``observation.images.`` prefix, or the name with the ``/act`` protocol's ``_cam`` suffix. Never
+    matched by position or count.
+    """
+    key = str(key)
+    forms = [key]
+    for prefix in CAMERA_KEY_PREFIXES:
+        if key.startswith(prefix):
+            forms.append(key[len(prefix):])
+    forms += [f[: -len(CAMERA_KEY_SUFFIX)] for f in list(forms) if f.endswith(CAMERA_KEY_SUFFIX)]
+    return next((f for f in forms if f in cameras), None)
+
+
+def match_camera_keys(cameras: Sequence[str], keys: Sequence[str]) -> tuple[dict[str, str], list[str], list[str]]:
+    """Match camera names to keys by name: (key -> camera, keys naming no camera, cameras no key names).
+
+    A camera named by two keys counts the second key as unmatched.
+    """
+    matched: dict[str, str] = {}
+    unmatched: list[str] = []
+    for key in keys:
+        cam = camera_name_of_key(key, cameras)
+        if cam is None or cam in matched.values():
+            unmatched.append(str(key))
+        else:
+            matched[str(key)] = cam
+    missing = [c for c in cameras if c not in matched.values()]
+    return matched, unmatched, missing
+
+
 @dataclass(frozen=True)
 class TagInfo:
     """What a checkpoint's norm_stats.json says about one norm tag."""
@@ -81,7 +119,10 @@ class BackendInfo:
     tags: dict[str, TagInfo] = field(default_factory=dict)
     action_mode: str = "continuous"
     think: bool = False
-    camera_keys: tuple[str, ...] | None = None  # remote servers with fixed camera keys
+    # the camera keys the backend takes images under, matched to camera names by ``camera_name_of_key``
+    # (remote: ``<camera>_cam``; lerobot: ``observation.images.<camera>``); None: the backend takes
+    # the images in the order of its norm tag's cameras
+    camera_keys: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

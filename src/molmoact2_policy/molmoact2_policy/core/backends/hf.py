@@ -30,6 +30,7 @@ from .base import (
     PolicyRequest,
     PolicyResult,
     TagInfo,
+    match_camera_keys,
 )
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
@@ -298,6 +299,7 @@ class HfBackend(PolicyBackend):
         request.validate()
         if request.norm_tag not in self._tags:
             raise BackendError(f"norm tag '{request.norm_tag}' is not in the checkpoint (tags: {', '.join(sorted(self._tags))})")
+        images = self._images_in_tag_order(request)
         with self._lock:
             t0 = time.perf_counter()
             generator = None
@@ -305,26 +307,13 @@ class HfBackend(PolicyBackend):
                 generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
             refreshed = None
             if self.think:
-                refreshed = (self.depth.update_mask(request.images[0], self._num_codes)
+                refreshed = (self.depth.update_mask(images[0], self._num_codes)
                              if self.adaptive_depth else np.ones(self._num_codes, dtype=bool))
             t1 = time.perf_counter()
             try:
-                out = self.model.predict_action(
-                    processor=self.processor,
-                    images=list(request.images),
-                    task=request.instruction,
-                    state=np.asarray(request.state, dtype=np.float32),
-                    norm_tag=request.norm_tag,
-                    inference_action_mode=self.action_mode,
-                    enable_depth_reasoning=self.think,
-                    enable_adaptive_depth=self.adaptive_depth,
-                    depth_cache=self.depth.cache if self.think else None,
-                    action_tokenizer=self.action_tokenizer,
-                    num_steps=request.num_steps or self.num_steps,
-                    n_action_steps=self.n_action_steps,
-                    generator=generator,
-                    enable_cuda_graph=self.cuda_graph,
-                )
+                # inference_mode: no autograd bookkeeping (version counters, views) on any tensor of the call
+                with torch.inference_mode():
+                    out = self._predict_action(request, images, generator)
             except (RuntimeError, ValueError) as exc:
                 raise BackendError(f"MolmoAct2 predict_action failed: {exc}") from exc
             t2 = time.perf_counter()
@@ -341,3 +330,34 @@ class HfBackend(PolicyBackend):
             t3 = time.perf_counter()
             result.timings = {"prepare": t1 - t0, "model": t2 - t1, "output": t3 - t2}
         return result
+
+    def _images_in_tag_order(self, request: PolicyRequest) -> list[np.ndarray]:
+        """The request's images in the order of the norm tag's cameras, picked by name; a request whose
+        camera names do not match the tag's is refused naming both sides (unnamed requests: as given)."""
+        tag_cams = self._tags[request.norm_tag].cameras
+        if not tag_cams or not request.camera_names:
+            return list(request.images)
+        matched, unmatched, missing = match_camera_keys(request.camera_names, tag_cams)
+        if unmatched or missing:
+            raise BackendError(
+                f"camera name mismatch: the request gives cameras {', '.join(request.camera_names)}, checkpoint "
+                f"'{self.checkpoint.name}' takes {', '.join(tag_cams)} for norm tag '{request.norm_tag}'")
+        return [request.images[request.camera_names.index(matched[str(k)])] for k in tag_cams]
+
+    def _predict_action(self, request: PolicyRequest, images: list[np.ndarray], generator):
+        return self.model.predict_action(
+            processor=self.processor,
+            images=images,
+            task=request.instruction,
+            state=np.asarray(request.state, dtype=np.float32),
+            norm_tag=request.norm_tag,
+            inference_action_mode=self.action_mode,
+            enable_depth_reasoning=self.think,
+            enable_adaptive_depth=self.adaptive_depth,
+            depth_cache=self.depth.cache if self.think else None,
+            action_tokenizer=self.action_tokenizer,
+            num_steps=request.num_steps or self.num_steps,
+            n_action_steps=self.n_action_steps,
+            generator=generator,
+            enable_cuda_graph=self.cuda_graph,
+        )

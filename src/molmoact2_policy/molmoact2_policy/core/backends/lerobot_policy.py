@@ -9,6 +9,10 @@ Two checkpoint shapes:
   dims from norm_stats.json) and LeRobot's own pre/post-processors are made with
   ``make_molmoact2_pre_post_processors``.
 
+Cameras are matched by name: each request image goes under the checkpoint's image key of its camera
+(``observation.images.<camera>``), never by position or by sorted key order; a camera name that no
+image key names (or an image key no camera names) is refused, naming both sides.
+
 Inference always calls ``predict_action_chunk``, never ``select_action`` (which asserts when
 real-time chunking is on). The policy's own weights loader repeats the strict safetensors load that
 undoes transformers 5.5's re-initialisation. LeRobot's policy does not support Think.
@@ -24,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import ACTION_MODES, BackendError, BackendInfo, CheckpointError, PolicyBackend, PolicyRequest, PolicyResult
+from .base import (ACTION_MODES, BackendError, BackendInfo, CheckpointError, PolicyBackend, PolicyRequest, PolicyResult,
+                   match_camera_keys)
 from .hf import check_checkpoint_dir, read_tag_infos
 
 
@@ -60,9 +65,12 @@ class LeRobotBackend(PolicyBackend):
         else:
             self._load_from_hf(ckpt, norm_tag, device, dtype, action_mode, n_action_steps, cuda_graph, action_tokenizer)
         self.policy.eval()
+        if self._camera_names:
+            self._key_of_camera(self._camera_names)  # refuse a camera mismatch at load time, not at the first call
 
     # ------------------------------------------------------------------ loading
     def _load_policy_dir(self, ckpt: Path, device: str, action_mode: str) -> None:
+        from lerobot.configs.types import FeatureType
         from lerobot.policies.molmoact2.modeling_molmoact2 import MolmoAct2Policy
         from lerobot.processor import PolicyProcessorPipeline
         from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
@@ -82,7 +90,9 @@ class LeRobotBackend(PolicyBackend):
             raise CheckpointError(f"cannot load LeRobot MolmoAct2 policy {ckpt}: {exc}") from exc
         cfg = self.policy.config
         self.norm_tag = str(cfg.norm_tag or "")
-        self.image_keys = list(cfg.image_keys) or sorted(k for k in cfg.input_features if k.startswith("observation.images."))
+        # the policy's image keys: its config's, else its visual input features (the order LeRobot's
+        # processor uses); images are matched to them by name, so their order never pairs them
+        self.image_keys = list(cfg.image_keys) or [k for k, f in cfg.input_features.items() if f.type == FeatureType.VISUAL]
         hf_dir = Path(cfg.checkpoint_path).expanduser()
         stats = hf_dir / "norm_stats.json"
         self._tags = read_tag_infos(stats) if stats.is_file() else {}
@@ -104,6 +114,13 @@ class LeRobotBackend(PolicyBackend):
         cams = self._camera_names or list(tag.cameras or [])
         if not cams:
             raise BackendError("lerobot backend needs the model camera order (camera_names)")
+        if tag.cameras:  # the checkpoint's cameras, in its order, each matched to a camera by name
+            matched, unmatched, missing = match_camera_keys(cams, tag.cameras)
+            if unmatched or missing:
+                raise BackendError(
+                    f"camera name mismatch: embodiment cameras {', '.join(cams)} vs checkpoint '{ckpt.name}' "
+                    f"cameras {', '.join(tag.cameras)} for norm tag '{norm_tag}'")
+            cams = [matched[str(k)] for k in tag.cameras]
         self.image_keys = [f"observation.images.{c}" for c in cams]
         horizon = int(tag.action_horizon or 30)
         tok = action_tokenizer or str(ckpt / "action_tokenizer")
@@ -131,7 +148,19 @@ class LeRobotBackend(PolicyBackend):
     def info(self) -> BackendInfo:
         tags = {self.norm_tag: self._tags[self.norm_tag]} if self.norm_tag in self._tags else dict(self._tags)
         return BackendInfo(kind=self.kind, model_id=self._model_id, tags=tags, action_mode=self.action_mode,
-                           think=False, extra={"image_keys": self.image_keys, "device": self.device})
+                           think=False, camera_keys=tuple(self.image_keys),
+                           extra={"image_keys": self.image_keys, "device": self.device})
+
+    def _key_of_camera(self, camera_names: list[str]) -> dict[str, str]:
+        """Camera name -> the policy's image key that names it; a mismatch is refused naming both sides."""
+        matched, unmatched, missing = match_camera_keys(camera_names, self.image_keys)
+        if unmatched or missing:
+            why = ([f"no image key for {', '.join(missing)}"] if missing else []) + \
+                  ([f"no camera for {', '.join(unmatched)}"] if unmatched else [])
+            raise BackendError(
+                f"camera name mismatch: embodiment cameras {', '.join(camera_names)} vs checkpoint "
+                f"'{self._model_id}' image keys {', '.join(self.image_keys)} ({'; '.join(why)})")
+        return {cam: key for key, cam in matched.items()}
 
     def reset(self) -> None:
         with self._lock:
@@ -143,13 +172,16 @@ class LeRobotBackend(PolicyBackend):
         request.validate()
         if request.norm_tag and self.norm_tag and request.norm_tag != self.norm_tag:
             raise BackendError(f"this LeRobot policy was built for norm tag '{self.norm_tag}', not '{request.norm_tag}'")
-        if len(request.images) != len(self.image_keys):
-            raise BackendError(f"{len(request.images)} images for the policy's cameras {', '.join(self.image_keys)}")
+        names = list(request.camera_names or self._camera_names)
+        if len(names) != len(request.images):
+            raise BackendError(f"{len(request.images)} images but {len(names)} camera names "
+                               f"({', '.join(names) or 'none'}): images are matched to image keys by name")
+        key_of = self._key_of_camera(names)
         with self._lock:
             t0 = time.perf_counter()
             batch: dict[str, Any] = {
-                k: torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0)
-                for k, im in zip(self.image_keys, request.images)}
+                key_of[cam]: torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float().div_(255.0)
+                for cam, im in zip(names, request.images)}
             batch["observation.state"] = torch.as_tensor(np.asarray(request.state, dtype=np.float32))
             batch["task"] = request.instruction
             try:
