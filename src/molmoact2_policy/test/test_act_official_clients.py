@@ -378,7 +378,16 @@ class _OfficialYamServerEmulator:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_GET(self):
+                if self.path != "/act":
+                    return self._send(404, {"detail": "Not Found"})
+                self._send(200, {"status": "ok", "repo_id": "allenai/MolmoAct2-BimanualYAM", "norm_tag": YAM_TAG,
+                                 "device": "cuda:0", "dtype": "torch.bfloat16", "num_cameras": 3, "state_dim": 14,
+                                 "action_horizon": 30})
+
             def do_POST(self):
+                if self.path != "/act":
+                    return self._send(404, {"detail": "Not Found"})
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 try:
                     payload = json_numpy.loads(raw.decode("utf-8"))
@@ -414,9 +423,30 @@ def test_remote_backend_json_layout_is_read_by_an_official_format_server():
         for got, source in zip(emulator.seen[-1]["cams"], ["front_camera_rgb", "left_camera_rgb", "right_camera_rgb"]):
             np.testing.assert_array_equal(got, frames[source])
         assert emulator.seen[-1]["instruction"] == "fold the towel"
+        # the URL may carry the endpoint, as the official clients allow
+        again = make_backend("remote", url=emulator.url + "/act", encoding="json", protocol="yam", timeout_s=10)
+        assert again.predict(req).actions.shape == (30, 14)
         # our binary layout is refused there, and the error says which encoding to pick
         with pytest.raises(BackendError, match="use encoding json or jpeg"):
             make_backend("remote", url=emulator.url, protocol="yam", timeout_s=10).predict(req)
+    finally:
+        emulator.stop()
+
+
+def test_remote_backend_reads_an_official_health_check_so_the_embodiment_check_can_refuse_a_mismatch():
+    from molmoact2_common.embodiment import load_embodiment
+    from molmoact2_policy.core.backends import make_backend
+    from molmoact2_policy.core.policy_io import PolicyIO, PolicyIOError
+
+    emulator = _OfficialYamServerEmulator()
+    try:
+        info = make_backend("remote", url=emulator.url, encoding="json", protocol="yam").info()
+        assert info.model_id == "allenai/MolmoAct2-BimanualYAM"
+        assert info.tags[YAM_TAG].state_dim == 14 and info.tags[YAM_TAG].action_horizon == 30
+        assert info.camera_keys == ("top_cam", "left_cam", "right_cam")
+        PolicyIO(load_embodiment("yam_bimanual")).check_backend(info)
+        with pytest.raises(PolicyIOError, match="franka_droid.*only: yam_dual_molmoact2"):
+            PolicyIO(load_embodiment("franka_droid")).check_backend(info)
     finally:
         emulator.stop()
 

@@ -61,7 +61,9 @@ class RemoteBackend(PolicyBackend):
         self.url = url.rstrip("/")
         self.scheme, self.host = parts.scheme, parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.path = (parts.path.rstrip("/") or "") + "/act"
+        base = parts.path.rstrip("/")
+        # like the official clients, take the URL with or without its trailing /act
+        self.path = base if base.endswith("/act") else base + "/act"
         self.protocol, self.encoding = protocol, encoding
         self.timeout_s = float(timeout_s)
         self.token = token
@@ -126,8 +128,14 @@ class RemoteBackend(PolicyBackend):
         for name, t in (h.get("tags") or {}).items():
             tags[name] = TagInfo(name, t.get("state_dim"), t.get("action_dim"), t.get("action_horizon"), None,
                                  str(t.get("control_mode") or ""))
+        if not tags and h.get("norm_tag") and h.get("state_dim") is not None:
+            # an official server's health: one norm tag with its state size (and, on newer YAM, horizon)
+            tags[str(h["norm_tag"])] = TagInfo(str(h["norm_tag"]), int(h["state_dim"]), None,
+                                               h.get("action_horizon"), None)
         cams = h.get("cameras")
-        return BackendInfo(kind=self.kind, model_id=str(h.get("model") or self.url), tags=tags,
+        if not isinstance(cams, list) and self.protocol in PROTOCOL_KEYS:
+            cams = PROTOCOL_KEYS[self.protocol]
+        return BackendInfo(kind=self.kind, model_id=str(h.get("model") or h.get("repo_id") or self.url), tags=tags,
                            action_mode=str(h.get("mode") or "continuous"),
                            think=h.get("mode") == "think",
                            camera_keys=tuple(cams) if isinstance(cams, list) else None,
