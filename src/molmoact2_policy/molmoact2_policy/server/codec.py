@@ -5,7 +5,8 @@
 * ``application/x-molmoact2-binary`` (ours, negotiated by content type): ``b"MA2B"`` + uint32 LE
   header length + a JSON header (plain values, and per array its dtype, shape, offset, length) +
   the arrays' raw bytes back to back. No base64 and no JSON parsing of pixel data.
-* ``images_jpeg``: in JSON requests, cameras may instead be sent as ``{"images_jpeg": {key: base64 JPEG}}``.
+* ``images_jpeg``: in JSON requests, cameras may instead be sent as ``{"images_jpeg": {name: base64 JPEG}}``,
+  keyed by the bare camera names as the official YAM client does (``official.py`` has the layouts).
 """
 
 from __future__ import annotations
