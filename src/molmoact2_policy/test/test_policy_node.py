@@ -13,7 +13,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.model]
 SO101_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 
 
-def _obs_msg(node, cams, images, joints, positions, stamp_ns, stale=None):
+def _obs_msg(node, cams, images, joints, positions, stamp_ns, stale=None, joint_sources=None):
+    """joint_sources: (source, stamp_ns, stale) per arm driver, as the camera node fills them."""
     from molmoact2_msgs.msg import Observation
     from molmoact2_policy.ros_conversions import ns_to_time, rgb_to_image_msg
 
@@ -25,6 +26,10 @@ def _obs_msg(node, cams, images, joints, positions, stamp_ns, stale=None):
     msg.camera_stale = list(stale or [False] * len(cams))
     msg.joint_state.name = list(joints)
     msg.joint_state.position = [float(x) for x in positions]
+    for source, source_stamp, source_stale in joint_sources or []:
+        msg.joint_sources.append(source)
+        msg.joint_source_stamps.append(ns_to_time(source_stamp))
+        msg.joint_source_stale.append(bool(source_stale))
     return msg
 
 
@@ -181,6 +186,55 @@ def test_policy_node_stale_observation_is_refused_and_deactivate_stops_publishin
     assert len(probe.chunks) == n
     assert ros.spin_until(lambda: probe.status[-1].state == probe.status[-1].STATE_PAUSED, 5), \
         [(s.state, s.message) for s in probe.status[-5:]]
+
+
+def test_policy_node_refuses_an_observation_whose_joint_state_is_stale(ros, tiny_checkpoint_dir):
+    """The per-arm joint-state stamps and stale flags of the Observation reach the runtime: a stale or
+    too old joint state is refused (the arm keeps holding), a fresh one is used."""
+    node = _policy(ros, tiny_checkpoint_dir, embodiment="so101", instruction="wave", warmup=False,
+                   joint_state_max_age_s=0.5)
+    probe = Probe(ros)
+    node.trigger_configure()
+    node.trigger_activate()
+    imgs = _so101_images()
+    pos = [0.0] * 5 + [0.5]
+    now = lambda: node.get_clock().now().nanoseconds  # noqa: E731
+    cams = (["front", "wrist"], [imgs["front"], imgs["wrist"]], SO101_JOINTS, pos)
+    probe.send(*cams, 1_000, joint_sources=[("joint_states", now(), True)])  # flagged stale by the camera node
+    assert ros.spin_until(lambda: node._refusals >= 1, 10)
+    probe.send(*cams, 2_000, joint_sources=[("joint_states", now() - 3_000_000_000, False)])  # 3 s old
+    assert ros.spin_until(lambda: node._refusals >= 2, 10)
+    probe.send(*cams, 3_000, joint_sources=[("joint_states", now(), False)])
+    assert probe.wait_chunks(1)
+    assert [c.header.stamp.nanosec for c in probe.chunks] == [3_000]  # neither stale one was used
+
+
+def test_inactive_policy_node_cannot_publish_chunks(ros, tiny_checkpoint_dir):
+    """action_chunk is a lifecycle publisher: whatever calls it while the node is inactive (an
+    inference finishing as the node deactivates), nothing goes out."""
+    from molmoact2_policy.core.policy_runtime import ChunkOutput
+
+    node = _policy(ros, tiny_checkpoint_dir, embodiment="so101", warmup=False)
+    probe = Probe(ros)
+    node.trigger_configure()
+
+    def chunk(seq):
+        node._publish_chunk(ChunkOutput(stamp_ns=seq, joint_names=list(SO101_JOINTS), positions=np.zeros((2, 6)),
+                                        dt=1 / 30, sequence=seq, latency_s=0.0))
+
+    assert ros.wait_for_subscribers(node.chunk_pub, timeout=10)
+    assert not node.chunk_pub.is_activated
+    chunk(1)  # inactive (configured): not published
+    node.trigger_activate()
+    assert node.chunk_pub.is_activated
+    chunk(2)
+    assert probe.wait_chunks(1)
+    node.trigger_deactivate()
+    chunk(3)  # deactivated: not published
+    node.trigger_activate()
+    chunk(4)
+    assert probe.wait_chunks(2)
+    assert [c.sequence for c in probe.chunks] == [2, 4]  # reliable, in order: 1 and 3 never went out
 
 
 def test_policy_node_runs_as_its_own_process(ros, tiny_checkpoint_dir):
