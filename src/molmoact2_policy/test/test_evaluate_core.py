@@ -9,10 +9,12 @@ import pytest
 from molmoact2_common.embodiment import load_embodiment
 from molmoact2_policy.core.evaluation import synthetic
 from molmoact2_policy.core.evaluation.bagio import BagReader
+from molmoact2_policy.core.evaluation.export import SKIP_REASONS, iter_frames
 from molmoact2_policy.core.evaluation.evaluate import EvalConfig, EvaluationError, evaluate
 from molmoact2_policy.core.evaluation.metrics import Decimated, OpenLoopMetrics
 from molmoact2_policy.core.evaluation.stream import ObservationStream, Tick
 from molmoact2_policy.core.evaluation.topic_map import TopicMapError, load_topic_map
+from molmoact2_policy.core.policy_io import PolicyIO
 
 NS = 1_000_000_000
 SO101_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
@@ -33,14 +35,15 @@ def _metrics_with_truth(shift_steps: int) -> OpenLoopMetrics:
         t = t0 + i * NS // 100
         m.add_joints(t, SO101_JOINTS, synthetic.trajectory((t - t0) / NS, 6))
         if i % 10 == 0 and i < 200:  # a chunk every 0.1 s: the true future, shifted by shift_steps
+            # step k is the command issued at t + k*dt: the position executed at t + (k+1)*dt
             ts = (t - t0) / NS
-            chunk = np.stack([synthetic.trajectory(ts + (k + shift_steps) * dt, 6) for k in range(10)])
+            chunk = np.stack([synthetic.trajectory(ts + (k + 1 + shift_steps) * dt, 6) for k in range(10)])
             m.add_prediction(i, t, chunk, 0.01)
     m.finish()
     return m
 
 
-def test_metrics_score_each_step_against_the_position_executed_when_it_was_due():
+def test_metrics_score_each_step_against_the_position_executed_one_step_after_it_is_issued():
     exact = _metrics_with_truth(0).summary()
     late = _metrics_with_truth(3).summary()
     arm = slice(0, 5)
@@ -157,3 +160,54 @@ def test_a_malformed_joint_state_is_reported_and_the_rest_is_used(tmp_path):
     assert len(ticks) >= 12 and all(t.obs.complete for t in ticks)
     assert len(bad_reader.broken) == 1 and "6 names but 5 positions" in bad_reader.broken[0].reason
     assert bad_reader.broken[0].position.startswith("bad_0.mcap @ byte ")
+
+
+def _export_frames(bag, emb, counts=None):
+    counts = counts if counts is not None else dict.fromkeys(SKIP_REASONS, 0)
+    stream = ObservationStream(BagReader(bag), load_topic_map(None, emb), emb, emb.control_rate_hz)
+    return [f for f in iter_frames(stream, PolicyIO(emb), emb.cameras_in_model_order(), "wire", "x", int(0.2 * NS),
+                                   int(0.2 * NS), counts) if f is not None]
+
+
+def test_action_at_t_is_the_command_issued_at_t_in_both_evaluate_and_export(tmp_path):
+    """The LeRobot convention in both: the export's action at frame t is the position executed
+    next (frame t+1's state), and the metrics score step k of a chunk from t against the position
+    executed at t + (k+1) dt, so a policy that outputs the dataset's own action[t : t+H] scores 0."""
+    emb = load_embodiment("so101")
+    io = PolicyIO(emb)
+    bag, _ = _bag(tmp_path, seconds=2.0, camera_hz=30, joint_hz=90)
+    frames = _export_frames(bag, emb)
+    step = int(round(NS / emb.control_rate_hz))
+    assert len(frames) > 40
+    s_index = {j: i for i, j in enumerate(io.state_joints)}
+    for a, b in zip(frames, frames[1:]):
+        assert b.time_ns - a.time_ns == step
+        np.testing.assert_array_equal(a.action, [b.state[s_index[j]] for j in io.action_joints])
+    horizon = 8
+    m = OpenLoopMetrics(io.action_joints, [g for g in emb.grippers if g in io.action_joints], io.dt, horizon)
+    for i, f in enumerate(frames):  # in time order, as evaluate feeds it
+        m.add_joints(f.time_ns, io.state_joints, f.state)
+        if i + horizon <= len(frames):
+            m.add_prediction(i, f.time_ns, np.stack([frames[i + k].action for k in range(horizon)]), 0.0)
+    m.finish()
+    s = m.summary()
+    assert s["chunks_scored"] == len(frames) - horizon and s["chunks_unscored"] == 1
+    assert s["samples_by_step"] == [len(frames) - horizon] * (horizon - 1) + [len(frames) - horizon]
+    assert max(max(row) for row in s["mae_by_step"]) < 1e-6
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("order", ["per_topic_blocks", "reversed", "interleaved_chunks"])
+def test_observations_of_a_bag_in_any_file_order_are_those_of_the_time_ordered_bag(tmp_path, storage, order):
+    emb = load_embodiment("so101")
+    ref, _ = _bag(tmp_path, "ref", seconds=2.0, storage=storage)
+    bag, _ = _bag(tmp_path, "shuffled", seconds=2.0, storage=storage, file_order=order)
+
+    def ticks(b):
+        return [(t.time_ns, t.obs.complete, t.obs.stale, t.obs.joint_stamp_ns, tuple(t.obs.camera_stamps_ns),
+                 tuple(np.round(t.obs.joint_positions, 12))) for t in ObservationStream(BagReader(b), load_topic_map(None, emb), emb)
+                if isinstance(t, Tick)]
+
+    expected = ticks(ref)
+    assert len(expected) >= 55 and sum(not c or s for _, c, s, *_ in expected) <= 1
+    assert ticks(bag) == expected

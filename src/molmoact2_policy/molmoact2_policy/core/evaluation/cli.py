@@ -88,7 +88,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="molmoact2-export-lerobot", description="rosbag2 -> LeRobot dataset v3.0, one episode per bag.")
+    ap = argparse.ArgumentParser(prog="molmoact2-export-lerobot", description="rosbag2 -> LeRobot dataset v3.0, one episode per bag (per run of fresh frames).")
     ap.add_argument("bags", nargs="+", help="rosbag2 directories or files")
     ap.add_argument("-e", "--embodiment", required=True)
     ap.add_argument("-m", "--topic-map", default=None)
@@ -97,13 +97,18 @@ def export_main(argv: list[str] | None = None) -> int:
     ap.add_argument("-i", "--instruction", default=None, help="task text (default: the bag's instruction topic)")
     ap.add_argument("--units", default="model", choices=("model", "wire"))
     ap.add_argument("--stamps", default="header", choices=("header", "receive"))
+    ap.add_argument("--max-state-age", type=float, default=None,
+                    help="seconds: a frame's joint state may be at most this old, else the frame is skipped and counted "
+                         "(default: the topic map's joint_max_age)")
+    ap.add_argument("--max-image-age", type=float, default=None,
+                    help="seconds: the same bound for each camera image (default: the topic map's camera_max_age)")
     ap.add_argument("--no-progress", action="store_true")
     ns = ap.parse_args(argv)
     from .export import ExportConfig, ExportError, export_lerobot
 
     try:
         summary = export_lerobot(ExportConfig(ns.bags, ns.embodiment, ns.output, ns.repo_id, ns.topic_map, ns.instruction,
-                                              ns.units, ns.stamps, not ns.no_progress))
+                                              ns.units, ns.stamps, not ns.no_progress, ns.max_state_age, ns.max_image_age))
     except (BagError, TopicMapError, ExportError, ValueError) as exc:
         print(f"molmoact2-export-lerobot: {exc}", file=sys.stderr)
         return 2

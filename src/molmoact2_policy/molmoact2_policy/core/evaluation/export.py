@@ -1,11 +1,24 @@
-"""Bags -> a LeRobot dataset v3.0 (the format MolmoAct2 fine-tuning reads), one episode per bag.
+"""Bags -> a LeRobot dataset v3.0 (the format MolmoAct2 fine-tuning reads).
 
 Frames are the observations the live graph would have built (same synchroniser, at the
-embodiment's control rate; incomplete or stale ticks are skipped and counted). Columns follow
-the embodiment config: ``observation.images.<camera>`` (video, the config's width x height, model
-camera order), ``observation.state`` (``model.state_joints``) and ``action`` (``model.action_joints``:
-the executed joint positions one frame later, what the demonstrator made the arm do). Values are
-in the checkpoint's model units by default (so the checkpoint's norm stats apply; ``units='wire'``
+embodiment's control rate), read from the bag in timestamp order whatever its file order.
+Columns follow the embodiment config: ``observation.images.<camera>`` (video, the config's
+width x height, model camera order), ``observation.state`` (``model.state_joints``) and
+``action`` (``model.action_joints``).
+
+What "the action at t" is (the LeRobot convention, shared with ``metrics.py``): the action of
+the frame at time t is the command issued at t, i.e. the joint position the arm executes next:
+the executed position of the frame at t + 1/fps. A chunk of H actions from frame t is the
+commands issued at t, t + dt, ..., and step k is executed at t + (k+1) dt.
+
+Freshness: a frame is written only when its state and every image are the ones at its time:
+the newest message at or before t (stamped no later than t) and no older than the bound
+(``max_state_age`` / ``max_image_age``; default the topic map's synchroniser ages, what the
+live graph accepts). Any other tick is skipped and counted by reason, never filled with an
+older value; the frame before a skipped tick is dropped too (its action would be missing), and
+the episode is cut there: each run of consecutive frames is its own dataset episode, so every
+frame's dataset timestamp is its bag time minus its episode's first frame time. Values are in
+the checkpoint's model units by default (so the checkpoint's norm stats apply; ``units='wire'``
 keeps radians and gripper 0..1). Videos are encoded while streaming (constant memory).
 """
 
@@ -46,6 +59,8 @@ class ExportConfig:
     units: str = "model"
     stamps: str = "header"
     progress: bool = True
+    max_state_age: float | None = None  # seconds; None: the topic map's joint_max_age
+    max_image_age: float | None = None  # seconds; None: the topic map's camera_max_age
 
 
 def features_for(emb) -> dict:
@@ -56,6 +71,85 @@ def features_for(emb) -> dict:
     feats["observation.state"] = {"dtype": "float32", "shape": (len(emb.model.state_joints),), "names": list(emb.model.state_joints)}
     feats["action"] = {"dtype": "float32", "shape": (len(emb.model.action_joints),), "names": list(emb.model.action_joints)}
     return feats
+
+
+SKIP_REASONS = {
+    "incomplete": "a camera or joint source had not spoken yet",
+    "stale": "the synchroniser flagged a source stale (age or skew beyond its bounds)",
+    "state_too_old": "the newest joint state at or before the frame time is older than max_state_age",
+    "image_too_old": "the newest image at or before the frame time is older than max_image_age",
+    "stamped_after_frame": "the state or an image is stamped after the frame time (not the one at its time)",
+    "no_task": "no task text yet",
+    "no_action": "a valid frame whose next frame (its action) was skipped, or the last frame of the bag",
+}
+
+
+@dataclass
+class ExportFrame:
+    time_ns: int  # the frame's time on the bag clock
+    images: list  # model camera order, at the config's size
+    state: np.ndarray  # state joints, in the export's units
+    action: np.ndarray  # action joints: the command issued at time_ns = the next frame's executed position
+    task: str
+    state_stamp_ns: int  # the oldest contributing joint source's stamp
+    image_stamps_ns: list[int]
+
+
+def iter_frames(stream: ObservationStream, io: PolicyIO, cams, units: str, instruction: str | None,
+                max_state_age_ns: int, max_image_age_ns: int, counts: dict[str, int]):
+    """The frames of one bag, in time order, each with its action; ``None`` between runs of
+    consecutive frames (where ticks were skipped). Skipped ticks are counted in ``counts`` by
+    the reasons of ``SKIP_REASONS``."""
+    task = instruction or ""
+    prev: ExportFrame | None = None
+    prev_index = None
+    for ev in stream:
+        if isinstance(ev, InstructionSeen) and not instruction:
+            task = ev.text
+        if not isinstance(ev, Tick):
+            continue
+        obs, t = ev.obs, ev.time_ns
+        reason = None
+        if not obs.complete:
+            reason = "incomplete"
+        elif obs.stale:
+            reason = "stale"
+        elif any(s.stamp_ns > t for s in obs.joint_sources) or any(s.stamp_ns > t for s in obs.cameras):
+            reason = "stamped_after_frame"
+        elif any(t - s.stamp_ns > max_state_age_ns for s in obs.joint_sources):
+            reason = "state_too_old"
+        elif any(t - s.stamp_ns > max_image_age_ns for s in obs.cameras):
+            reason = "image_too_old"
+        elif not task:
+            reason = "no_task"
+        if reason is None and prev is not None and ev.index != prev_index + 1:
+            counts["no_action"] += 1  # ticks are consecutive by construction: never bridge a gap
+            prev = None
+            yield None
+        if reason is not None:
+            counts[reason] += 1
+            if prev is not None:
+                counts["no_action"] += 1
+                prev = None
+                yield None
+            continue
+        index = {n: i for i, n in enumerate(obs.joint_names)}
+        wire_action = np.array([obs.joint_positions[index[j]] for j in io.action_joints])
+        if prev is not None:
+            prev.action = np.asarray(io.action_units.to_model(wire_action) if units == "model" else wire_action, np.float32)
+            yield prev
+        images = [resize_rgb(f.image, c.width, c.height) if f.image.shape[:2] != (c.height, c.width) else f.image
+                  for c, f in zip(cams, [obs.frames[obs.camera_names.index(c.name)] for c in cams])]
+        if units == "model":
+            state = io.state_to_model(obs.joint_names, obs.joint_positions)
+        else:
+            state = np.array([obs.joint_positions[index[j]] for j in io.state_joints])
+        prev = ExportFrame(t, images, np.asarray(state, np.float32), None, task,
+                           min(s.stamp_ns for s in obs.joint_sources),
+                           [obs.cameras[obs.camera_names.index(c.name)].stamp_ns for c in cams])
+        prev_index = ev.index
+    if prev is not None:
+        counts["no_action"] += 1
 
 
 def export_lerobot(cfg: ExportConfig) -> dict:
@@ -69,6 +163,13 @@ def export_lerobot(cfg: ExportConfig) -> dict:
     if out.exists():
         raise ExportError(f"output '{out}' exists already: LeRobot datasets are created new")
     tmap = load_topic_map(cfg.topic_map, emb)
+    ages = {"camera_max_age": 0.2, "joint_max_age": 0.2}
+    ages.update({k: v for k, v in tmap.sync.items() if k in ages})
+    max_state_age = ages["joint_max_age"] if cfg.max_state_age is None else float(cfg.max_state_age)
+    max_image_age = ages["camera_max_age"] if cfg.max_image_age is None else float(cfg.max_image_age)
+    for name, v in (("max_state_age", max_state_age), ("max_image_age", max_image_age)):
+        if not v > 0:
+            raise ExportError(f"{name} must be > 0 seconds (got {v})")
     # check every bag before writing anything
     readers = []
     for bag in cfg.bags:
@@ -85,54 +186,61 @@ def export_lerobot(cfg: ExportConfig) -> dict:
     ds = LeRobotDataset.create(cfg.repo_id or f"local/{out.name}", fps=int(fps), features=features_for(emb), root=out,
                                robot_type=emb.name, use_videos=True, streaming_encoding=True,
                                video_backend=VIDEO_BACKEND)
-    summary = {"output": str(out), "repo_id": ds.repo_id, "fps": int(fps), "units": cfg.units, "episodes": [], "broken_records": []}
+    step_ns = int(round(1e9 / fps))
+    summary = {"output": str(out), "repo_id": ds.repo_id, "fps": int(fps), "frame_period_ns": step_ns, "units": cfg.units,
+               "max_state_age_s": max_state_age, "max_image_age_s": max_image_age,
+               "episodes": [], "bags": [], "broken_records": []}
+    n_episodes = 0
     try:
         for bag, reader in zip(cfg.bags, readers):
             stream = ObservationStream(reader, tmap, emb, fps, cfg.stamps)
-            task = cfg.instruction or ""
-            prev = None  # (images, state) waiting for its action (the next frame's executed positions)
-            frames = skipped = 0
+            counts = dict.fromkeys(SKIP_REASONS, 0)
             bar = _bar(bag, cfg.progress)
-            for ev in stream:
-                if isinstance(ev, InstructionSeen) and not cfg.instruction:
-                    task = ev.text
-                if not isinstance(ev, Tick):
+            episode: dict | None = None
+            bag_frames = bag_episodes = 0
+            task = ""
+
+            def close_episode():
+                nonlocal episode, n_episodes, bag_episodes
+                if episode is not None and episode["frames"]:
+                    ds.save_episode()
+                    summary["episodes"].append(episode)
+                    n_episodes += 1
+                    bag_episodes += 1
+                episode = None
+
+            for fr in iter_frames(stream, io, cams, cfg.units, cfg.instruction, int(max_state_age * 1e9),
+                                  int(max_image_age * 1e9), counts):
+                if fr is None:
+                    close_episode()
                     continue
                 if bar is not None:
                     bar.update(1)
-                obs = ev.obs
-                if not obs.complete or obs.stale or not task:
-                    skipped += 1
-                    prev = None  # never bridge a gap: the action must be the very next frame's
-                    continue
-                index = {n: i for i, n in enumerate(obs.joint_names)}
-                wire_action = np.array([obs.joint_positions[index[j]] for j in io.action_joints])
-                if prev is not None:
-                    p_images, p_state, p_task = prev
-                    action = io.action_units.to_model(wire_action) if cfg.units == "model" else wire_action
-                    frame = {f"observation.images.{c.name}": img for c, img in zip(cams, p_images)}
-                    frame["observation.state"] = np.asarray(p_state, np.float32)
-                    frame["action"] = np.asarray(action, np.float32)
-                    frame["task"] = p_task
-                    ds.add_frame(frame)
-                    frames += 1
-                images = [resize_rgb(f.image, c.width, c.height) if f.image.shape[:2] != (c.height, c.width) else f.image
-                          for c, f in zip(cams, [obs.frames[obs.camera_names.index(c.name)] for c in cams])]
-                if cfg.units == "model":
-                    state = io.state_to_model(obs.joint_names, obs.joint_positions)
-                else:
-                    state = np.array([obs.joint_positions[index[j]] for j in io.state_joints])
-                prev = (images, state, task)
+                if episode is not None and fr.task != episode["task"]:
+                    close_episode()  # one task per episode
+                if episode is None:
+                    episode = {"episode_index": n_episodes, "bag": str(bag), "first_frame_ns": fr.time_ns, "frames": 0,
+                               "task": fr.task}
+                frame = {f"observation.images.{c.name}": img for c, img in zip(cams, fr.images)}
+                frame["observation.state"] = fr.state
+                frame["action"] = fr.action
+                frame["task"] = fr.task
+                ds.add_frame(frame)
+                episode["frames"] += 1
+                bag_frames += 1
+                task = fr.task
+            close_episode()
             if bar is not None:
                 bar.close()
-            if frames:
-                ds.save_episode()
-            summary["episodes"].append({"bag": str(bag), "frames": frames, "skipped_ticks": skipped, "task": task})
+            summary["bags"].append({"bag": str(bag), "frames": bag_frames, "episodes": bag_episodes, "task": task,
+                                    "skipped_ticks": sum(v for k, v in counts.items() if k != "no_action"),
+                                    "skipped": counts, "out_of_order_records": stream.out_of_order})
             summary["broken_records"] += [b.as_dict() for b in reader.broken]
     finally:
         ds.finalize()
-    if not any(e["frames"] for e in summary["episodes"]):
-        raise ExportError("no frame could be exported (every observation was incomplete or stale): " + str(summary["episodes"]))
+    if not any(b["frames"] for b in summary["bags"]):
+        raise ExportError("no frame could be exported (every observation was incomplete, stale or without task text): "
+                          + str(summary["bags"]))
     return summary
 
 

@@ -1,9 +1,13 @@
 """Open-loop metrics: each predicted chunk against what the robot actually did next.
 
-Step k of a chunk predicted from the observation at time t is due at t + k*dt (the ActionChunk
-contract); its ground truth is the executed joint position at that time, linearly interpolated
-between the recorded joint states. A chunk is scored once the recording has passed its last
-step (so memory holds only the chunks still in flight and a short joint history).
+What "the action at t" is (the LeRobot convention, shared with ``export.py``): the action at
+t is the command issued at t, i.e. the position the arm executes next. Step k of a chunk
+predicted from the observation at time t is the command issued at t + k*dt (the ActionChunk
+contract: due at header.stamp + k*dt), so its ground truth is the executed joint position one
+step later, at t + (k+1)*dt, linearly interpolated between the recorded joint states. A policy
+that outputs a LeRobot dataset's own ``action[t : t+H]`` scores zero error on the bag it was
+exported from. A chunk is scored once the recording has passed its last step's ground-truth
+time (so memory holds only the chunks still in flight and a short joint history).
 
 Figures: per-joint MAE and RMSE by horizon step (wire units: rad, gripper opening 0..1), gripper
 open/closed agreement (threshold 0.5), the latency distribution, and for Think the fraction of
@@ -125,13 +129,17 @@ class OpenLoopMetrics:
         if not self.hist_t:
             return
         newest = self.hist_t[-1]
-        while self.pending and self.pending[0].t_ns + (len(self.pending[0].chunk) - 1) * self.dt_ns <= newest:
+        while self.pending and self._truth_time(self.pending[0], len(self.pending[0].chunk) - 1) <= newest:
             self._score(self.pending.popleft())
+
+    def _truth_time(self, p: _Pending, k: int) -> int:
+        """When step k of a chunk is executed: one step after it is issued (see the module doc)."""
+        return p.t_ns + (k + 1) * self.dt_ns
 
     def _score(self, p: _Pending) -> None:
         any_step = False
         for k, pred in enumerate(p.chunk):
-            gt = self._interp(p.t_ns + k * self.dt_ns)
+            gt = self._interp(self._truth_time(p, k))
             if gt is None:
                 continue
             any_step = True
@@ -151,7 +159,7 @@ class OpenLoopMetrics:
         """Score what can still be scored; chunks whose future the bag does not hold are counted."""
         while self.pending:
             p = self.pending.popleft()
-            last_due = p.t_ns + (len(p.chunk) - 1) * self.dt_ns
+            last_due = self._truth_time(p, len(p.chunk) - 1)
             if self.hist_t and last_due <= self.hist_t[-1]:
                 self._score(p)
             else:

@@ -64,7 +64,7 @@ def plot_all(metrics: OpenLoopMetrics, out: Path) -> list[str]:
             ax.plot(steps, rmse[:, arm].mean(1), marker="s", ms=3, label="RMSE, arm joints (rad)")
         if metrics.gripper_idx:
             ax.plot(steps, mae[:, metrics.gripper_idx].mean(1), ls="--", label="MAE, grippers (opening)")
-        ax.set_xlabel("horizon step k (due at t + k*dt)")
+        ax.set_xlabel("horizon step k (issued at t + k*dt, executed at t + (k+1)*dt)")
         ax.set_ylabel("error")
         ax.legend(fontsize=8)
         ax.set_title("Error vs horizon step")

@@ -1,6 +1,9 @@
 """Bag -> observations at the policy rate, with the live graph's synchronisation rules
 (``core.observation_sync``) driven by the recorded stamps. Streams: one pass, constant memory
 (the newest undecoded frame per camera is kept; images are decoded only at observation ticks).
+The reader delivers messages in timestamp order whatever the bag's file order; a record older
+than one already consumed would be applied to a past tick, so it is never used (counted in
+``out_of_order`` and reported as broken).
 
 Times: each input's stamp is its header stamp (the capture time, as the live synchroniser sees
 it), or the bag's receive time when the header stamp is zero or ``stamps='receive'``. Ticks run
@@ -87,6 +90,7 @@ class ObservationStream:
         needed = list(dict.fromkeys(emb.model.state_joints + emb.model.action_joints))
         self.mapper = JointNameMapper(topic_map.joint_map, emb.joint_names, needed)
         self.image_errors = 0
+        self.out_of_order = 0  # records older than one already consumed (the reader guarantees none)
 
     def topics_to_read(self) -> list[str]:
         out = self.map.required_topics() + self.chunk_topics
@@ -103,10 +107,18 @@ class ObservationStream:
         next_tick: int | None = None
         index = 0
         last_ts = 0
+        newest = None
         for rec in self.reader.messages(self.topics_to_read()):
             ts = rec.timestamp_ns
             if self.progress is not None:
                 self.progress.update(1)
+            if newest is not None and ts < newest:
+                # ticks up to `newest` may be out already: never apply a message to the past
+                self.out_of_order += 1
+                self.reader.broken.append(BrokenRecord(rec.position.split(" ")[0], rec.position,
+                                                       f"{rec.topic}: delivered out of time order: not used"))
+                continue
+            newest = ts
             while next_tick is not None and next_tick < ts:
                 tick = self._tick(index, next_tick, pending)
                 if tick is not None:

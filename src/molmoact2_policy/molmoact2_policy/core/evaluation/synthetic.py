@@ -104,6 +104,7 @@ class SyntheticSpec:
     storage: str = "mcap"
     split_seconds: float = 60.0
     file_order: str = "time"  # see write_synthetic_bag
+    joint_gap: tuple[float, float] | None = None  # (from, to) seconds after the start without joint states
 
 
 FILE_ORDERS = ("time", "per_topic_blocks", "reversed", "interleaved_chunks")
@@ -138,7 +139,9 @@ def write_synthetic_bag(path, spec: SyntheticSpec, store=None) -> None:
             events.append((spec.start_ns, -1, spec.instruction_topic, "i"))
         n_j = int(spec.seconds * spec.joint_hz)
         n_c = int(spec.seconds * spec.camera_hz)
-        events += [(spec.start_ns + int(i * NS / spec.joint_hz), 0, spec.joint_topic, "j") for i in range(n_j)]
+        gap = [spec.start_ns + int(s * NS) for s in spec.joint_gap] if spec.joint_gap else None
+        events += [(ts, 0, spec.joint_topic, "j") for ts in (spec.start_ns + int(i * NS / spec.joint_hz) for i in range(n_j))
+                   if gap is None or not gap[0] <= ts < gap[1]]
         for k, topic in enumerate(spec.cameras.values()):
             events += [(spec.start_ns + int(i * NS / spec.camera_hz) + 1, 1 + k, topic, "c") for i in range(n_c)]
         if spec.chunk_topic:
