@@ -19,6 +19,10 @@ class LifecycleProbe(StackLifecycleNode):
         # events go to a file (appends are synchronous: none is lost when the process is stopped
         # right after its last transition); CLOCK_MONOTONIC orders them across processes
         self.declare_parameter("events_file", "")
+        # what an arm driver declares about its backend (the lifecycle manager reads them before
+        # it arms a driver automatically)
+        for name in ("embodiment", "arm", "backend", "backend_options"):
+            self.declare_parameter(name, "")
         self.create_service(Trigger, "~/start", self._on_start)
 
     def _event(self, what: str) -> None:

@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+
+class StopSignals:
+    """SIGINT and SIGTERM handled by the process itself instead of by rclpy.
+
+    rclpy's own handler shuts the context down at the first SIGINT, so a node can no longer take
+    part in an ordered tear-down (every node of a ``ros2 launch`` gets SIGINT at once) and its
+    publishers fail ("publisher's context is invalid"). Here a signal only sets a flag that the
+    spin loop reads; a second signal (or SIGTERM, launch's escalation) asks to finish now, and a
+    third raises KeyboardInterrupt wherever the process is.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = ""
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only: leave them to whoever owns it
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _on_signal(self, signum, frame) -> None:
+        self.count = max(self.count + 1, 2 if signum == signal.SIGTERM else 1)
+        self.last = signal.Signals(signum).name
+        if self.count >= 3:
+            # a third signal: a callback that never returns must not make the process unkillable
+            raise KeyboardInterrupt
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    @property
+    def urgent(self) -> bool:
+        """A second SIGINT or a SIGTERM: finish without waiting for anyone."""
+        return self.count > 1
+
+
+def init_with_own_signals(args: list[str] | None = None) -> StopSignals:
+    """``rclpy.init`` without rclpy's signal handlers, and ours installed."""
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    return StopSignals().install()
 
 
 def run_node(
@@ -17,16 +70,25 @@ def run_node(
 ) -> int:
     """Init, spin, and shut down cleanly on Ctrl-C and on external shutdown.
 
+    On SIGINT a lifecycle node (``StackLifecycleNode``) that a manager brought up keeps spinning,
+    holding, while the manager tears the graph down in reverse order, and finishes whatever is
+    left of deactivate -> cleanup -> shutdown itself (``StackLifecycleNode.stop_in_order``).
+
     Returns the process exit code: 0 on a normal stop, 1 when the node failed to start.
     """
-    rclpy.init(args=args if args is not None else sys.argv)
+    from .lifecycle import StackLifecycleNode
+
+    signals = init_with_own_signals(args)
     node = None
     exit_code = 0
     try:
         node = make_node()
         executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok() and not signals.requested:
+            executor.spin_once(timeout_sec=0.1)
+        if isinstance(node, StackLifecycleNode) and rclpy.ok():
+            node.stop_in_order(lambda t: executor.spin_once(timeout_sec=t), abort=lambda: signals.urgent)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # a node that cannot start says why, once, and exits non-zero
@@ -39,4 +101,5 @@ def run_node(
             except Exception:  # already torn down by the shutdown path
                 pass
         rclpy.try_shutdown()
+        signals.restore()
     return exit_code

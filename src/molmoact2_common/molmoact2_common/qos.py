@@ -95,3 +95,12 @@ DIAGNOSTICS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )
+
+# /rosout as rcl publishes it (reliable, transient local, depth 1000): the lifecycle manager reads
+# the error a node logged when it refused a transition, even one logged before it subscribed.
+ROSOUT = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1000,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)

@@ -1,6 +1,8 @@
 """A small lifecycle manager (PyPI ROS has none, and launch_ros does not transition lifecycle
 nodes by itself): configures and activates a graph's lifecycle nodes in order, says which node
-failed and why, and tears everything down in reverse."""
+failed and why, arms the drivers only when each one reports a simulated backend, watches the
+managed nodes once they are up (``NodeWatch``: a node that dies or leaves the active state makes
+the others hold), and tears everything down in reverse."""
 
 from __future__ import annotations
 
@@ -9,10 +11,13 @@ from collections.abc import Callable
 
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Log, ParameterType
+from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
-from .graph import NodeSpec
+from .. import qos
+from .graph import GraphError, NodeSpec, resolve_arm_backend
 
 
 class BringUpError(RuntimeError):
@@ -88,8 +93,39 @@ class LifecycleManager:
             self.log(f"[bringup] activate {spec.fully_qualified_name}")
             self._transition(spec.fully_qualified_name, Transition.TRANSITION_ACTIVATE, "activate")
 
-    def start_arms(self, specs: list[NodeSpec]) -> None:
-        """Operator 'start' for every arm driver (automatic in simulation only)."""
+    def driver_backend(self, fqn: str) -> tuple[str, bool]:
+        """(type, simulated) of the backend a running driver builds, from its own parameters."""
+        names = ["embodiment", "arm", "backend", "backend_options"]
+        reply = self._call(GetParameters, f"{fqn}/get_parameters", GetParameters.Request(names=names), self.service_timeout)
+        values = {n: (v.string_value if v.type == ParameterType.PARAMETER_STRING else "") for n, v in zip(names, reply.values)}
+        if not values["embodiment"]:
+            raise GraphError("it declares no 'embodiment' parameter")
+        return resolve_arm_backend(values["embodiment"], values["arm"], values["backend"], values["backend_options"])
+
+    def real_backends(self, specs: list[NodeSpec]) -> list[str]:
+        """The arm drivers that are not verified simulated (asked, not assumed), with why."""
+        real = []
+        for spec in specs:
+            if not spec.arm_driver:
+                continue
+            fqn = spec.fully_qualified_name
+            try:
+                kind, simulated = self.driver_backend(fqn)
+            except (GraphError, TimeoutError) as exc:
+                real.append(f"{fqn} (its backend could not be checked: {exc})")
+                continue
+            if not simulated:
+                real.append(f"{fqn} (backend {kind or 'unknown'} drives real hardware)")
+        return real
+
+    def start_arms(self, specs: list[NodeSpec]) -> bool:
+        """'start' for every arm driver, only when every one reports a simulated backend (its own
+        parameters, resolved as the driver does); otherwise none is started: each holds until
+        the operator starts it. Returns whether they were started."""
+        real = self.real_backends(specs)
+        if real:
+            self.log(f"[bringup] not arming automatically: {'; '.join(real)}; each driver holds until the operator starts it")
+            return False
         for spec in specs:
             if not spec.arm_driver:
                 continue
@@ -97,6 +133,23 @@ class LifecycleManager:
             if not reply.success:
                 raise BringUpError(spec.fully_qualified_name, "start", reply.message)
             self.log(f"[bringup] started {spec.fully_qualified_name}: {reply.message}")
+        return True
+
+    def hold_others(self, specs: list[NodeSpec], lost: set[str]) -> list[str]:
+        """Deactivate every managed node but ``lost``, in reverse order (drivers first: they stop
+        executing and hold with torque on). Best effort; returns problems."""
+        problems = []
+        for spec in sorted(specs, key=lambda s: s.lifecycle_order, reverse=True):
+            fqn = spec.fully_qualified_name
+            if fqn in lost:
+                continue
+            try:
+                if self.state(fqn) == "active":
+                    self._transition(fqn, Transition.TRANSITION_DEACTIVATE, "deactivate")
+                    self.log(f"[bringup] deactivated {fqn}: it holds")
+            except (BringUpError, TimeoutError) as exc:
+                problems.append(f"{fqn}: {exc}")
+        return problems
 
     def tear_down(self, specs: list[NodeSpec], deadline_s: float = 20.0) -> list[str]:
         """Deactivate, clean up and shut down in reverse order; best effort. Returns problems."""
@@ -120,3 +173,85 @@ class LifecycleManager:
                 problems.append("tear-down deadline passed; remaining nodes are stopped by signal")
                 break
         return problems
+
+
+class RosoutReasons:
+    """The last errors each node logged, read from /rosout: what a node said when it refused a
+    transition, for a manager that does not own the node's log (under ``ros2 launch``)."""
+
+    def __init__(self, node: Node, keep: int = 3) -> None:
+        self.keep = keep
+        self.errors: dict[str, list[str]] = {}
+        self._sub = node.create_subscription(Log, "/rosout", self._on_log, qos.ROSOUT)
+
+    def _on_log(self, msg: Log) -> None:
+        if msg.level >= Log.ERROR:
+            errors = self.errors.setdefault(msg.name, [])
+            errors.append(msg.msg)
+            del errors[:-self.keep]
+
+    @staticmethod
+    def logger_name(fqn: str) -> str:
+        return fqn.strip("/").replace("/", ".")
+
+    def reason_for(self, fqn: str) -> str:
+        return " | ".join(self.errors.get(self.logger_name(fqn), []))
+
+
+class NodeWatch:
+    """A heartbeat on the managed nodes once they are up (the role of nav2's bond): every
+    ``period_s`` each node is asked its state; a node that leaves the ROS graph, whose get_state
+    service is gone, that gives no answer within ``timeout_s``, or that is no longer active is
+    lost. ``poll()`` is non-blocking (call it from the spin loop) and returns newly lost nodes with
+    the reason."""
+
+    def __init__(self, manager: LifecycleManager, specs: list[NodeSpec], period_s: float = 1.0,
+                 timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.manager = manager
+        self.specs = list(specs)
+        self.period_s = period_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.lost: dict[str, str] = {}
+        self._pending: dict[str, tuple[object, float]] = {}
+        self._due = clock()
+
+    def _in_graph(self) -> set[str]:
+        return {f"{ns.rstrip('/')}/{name}" for name, ns in self.manager.node.get_node_names_and_namespaces()}
+
+    def poll(self) -> list[tuple[str, str]]:
+        now = self.clock()
+        newly: list[tuple[str, str]] = []
+
+        def lose(fqn: str, why: str) -> None:
+            self.lost[fqn] = why
+            self._pending.pop(fqn, None)
+            newly.append((fqn, why))
+
+        for fqn, (future, sent) in list(self._pending.items()):
+            if future.done():
+                del self._pending[fqn]
+                reply = future.result()
+                if reply is None:
+                    lose(fqn, "its get_state call failed")
+                elif reply.current_state.id != State.PRIMARY_STATE_ACTIVE:
+                    label = _LABELS.get(reply.current_state.id, reply.current_state.label)
+                    lose(fqn, f"it left the active state (now {label})")
+            elif now - sent > self.timeout_s:
+                lose(fqn, f"no answer to get_state within {self.timeout_s:g} s (the process died or hangs)")
+        if now >= self._due:
+            self._due = now + self.period_s
+            present = self._in_graph()
+            for spec in self.specs:
+                fqn = spec.fully_qualified_name
+                if fqn in self.lost or fqn in self._pending:
+                    continue
+                if fqn not in present:
+                    lose(fqn, "it left the ROS graph (the process exited)")
+                    continue
+                client = self.manager._client(GetState, f"{fqn}/get_state")
+                if not client.service_is_ready():
+                    lose(fqn, "its get_state service is gone")
+                    continue
+                self._pending[fqn] = (client.call_async(GetState.Request()), now)
+        return newly

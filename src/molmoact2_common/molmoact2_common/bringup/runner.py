@@ -1,7 +1,8 @@
 """Start a deployment graph as processes where ``ros2 launch`` is not installed (PyPI ROS), bring
 its lifecycle nodes up in order, and tear it all down cleanly.
 
-    molmoact2-run so101 sim:=true checkpoint:=/path/to/ckpt [--duration 30]
+    molmoact2-run sim checkpoint:=/path/to/ckpt [--duration 30]
+    molmoact2-run so101 checkpoint:=/path/to/ckpt port:=/dev/ttyACM0
 """
 
 from __future__ import annotations
@@ -118,7 +119,6 @@ def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Cal
 
     from .lifecycle_manager import BringUpError, LifecycleManager
 
-    sim = as_bool(graph.arguments.get("sim", "false"), "sim")
     use_sim_time = as_bool(graph.arguments.get("use_sim_time", "false"), "use_sim_time")
     procs = GraphProcesses(graph, log_dir, use_sim_time=use_sim_time, echo=echo)
     rclpy.init(args=[])  # our argv holds name:=value deployment arguments, not ROS remaps
@@ -147,9 +147,9 @@ def run(graph: DeploymentGraph, duration: float | None, log_dir: Path, echo: Cal
         procs.start()
         echo(f"[runner] started {len(procs.procs)} nodes of '{graph.name}'; logs in {log_dir}")
         manager.bring_up(lifecycle)
-        if sim:
-            manager.start_arms(lifecycle)
-        elif any(s.arm_driver for s in lifecycle):
+        # arming follows the drivers' backends (and each driver's own parameters, checked
+        # before any start), never the sim argument
+        if not (graph.autostart_arms and manager.start_arms(lifecycle)) and any(s.arm_driver for s in lifecycle):
             for s in lifecycle:
                 if s.arm_driver:
                     echo(f"[runner] {s.fully_qualified_name} holds until the operator starts it: "
