@@ -87,3 +87,117 @@ def test_export_command_line_runs_as_a_module(tmp_path, small_so101):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "ds" / "meta" / "info.json").exists()
+
+
+def _bag_reference(bag):
+    """The bag read by rosbags' own reader, sorted by time: joint (stamp, positions) and per
+    camera topic (stamp, rgb) lists."""
+    from rosbags.rosbag2 import Reader
+
+    from molmoact2_policy.core.evaluation.bagio import make_typestore
+
+    store = make_typestore()
+    joints, images = [], {}
+    with Reader(bag) as r:
+        for c, t, raw in r.messages():
+            msg = store.deserialize_cdr(raw, c.msgtype)
+            if c.topic == "/joint_states":
+                joints.append((t, np.asarray(msg.position, np.float64)))
+            elif c.msgtype == "sensor_msgs/msg/Image":
+                images.setdefault(c.topic, []).append((t, np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)))
+    joints.sort(key=lambda x: x[0])
+    for v in images.values():
+        v.sort(key=lambda x: x[0])
+    return joints, images
+
+
+def _newest_at_or_before(items, t):
+    best = None
+    for stamp, value in items:
+        if stamp > t:
+            break
+        best = (stamp, value)
+    return best
+
+
+def _check_frame_by_frame(ds, summary, refs, max_state_age_s):
+    """Every dataset frame: its state and images are the bag's newest at or before its time (within
+    the bound), its action is the state one frame later, its timestamp its offset in its episode."""
+    step = summary["frame_period_ns"]
+    hf = ds.hf_dataset.with_format(None)
+    checked = 0
+    for ep in summary["episodes"]:
+        joints, images = refs[ep["bag"]]
+        rows = [i for i, e in enumerate(hf["episode_index"]) if e == ep["episode_index"]]
+        assert len(rows) == ep["frames"]
+        for j, row in enumerate(rows):
+            t = ep["first_frame_ns"] + j * step
+            item = hf[row]
+            assert item["frame_index"] == j and abs(item["timestamp"] - j / ds.meta.fps) < 1e-4
+            stamp, q = _newest_at_or_before(joints, t)
+            assert t - stamp <= max_state_age_s * 1e9, f"episode {ep['episode_index']} frame {j}: state {t - stamp} ns old"
+            np.testing.assert_allclose(item["observation.state"], q, atol=1e-6, err_msg=f"{ep['bag']} frame {j}")
+            _, q_next = _newest_at_or_before(joints, t + step)
+            np.testing.assert_allclose(item["action"], q_next, atol=1e-6, err_msg=f"{ep['bag']} frame {j} action")
+            if j % 4 == 0:  # images: decoding every frame of every episode is slow; a quarter of them
+                sample = ds[row]
+                for cam, topic in (("front", "/cameras/front/image_raw"), ("wrist", "/cameras/wrist/image_raw")):
+                    got = sample[f"observation.images.{cam}"].numpy().transpose(1, 2, 0) * 255
+                    errs = [float(np.abs(got - img).mean()) for _, img in images[topic]]
+                    _, want = _newest_at_or_before(images[topic], t)
+                    err = float(np.abs(got - want).mean())
+                    assert err < 12 and err <= min(errs) + 1.0, f"{ep['bag']} frame {j} {cam}: {err} vs best {min(errs)}"
+            checked += 1
+    return checked
+
+
+ORDERS = [(s, o) for s in ("mcap", "sqlite3") for o in ("per_topic_blocks", "reversed", "interleaved_chunks")]
+
+
+def test_export_matches_bag_frame_by_frame_for_adversarial_file_orders(tmp_path, small_so101):
+    """One bag per (storage, file order), one export: every frame checked against the bag as
+    rosbags reads it (the state and images at the frame's time, the action one frame later)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    bags = []
+    for storage, order in ORDERS:
+        bag = tmp_path / f"{storage}_{order}"
+        _bag(bag, seconds=1.2, storage=storage, file_order=order, instruction=f"{storage} {order}")
+        bags.append(str(bag))
+    summary = export_lerobot(ExportConfig(bags, str(small_so101), str(tmp_path / "ds"), units="wire", progress=False))
+    per_bag = {b["bag"]: b for b in summary["bags"]}
+    for b in bags:  # the whole bag is one episode: nothing skipped but the tick before the cameras and the last frame
+        assert per_bag[b]["episodes"] == 1 and per_bag[b]["frames"] >= 33, per_bag[b]
+        assert per_bag[b]["out_of_order_records"] == 0
+    assert not summary["broken_records"]
+    ds = LeRobotDataset(summary["repo_id"], root=tmp_path / "ds", video_backend=VIDEO_BACKEND)
+    assert ds.num_episodes == len(bags)
+    refs = {b: _bag_reference(b) for b in bags}
+    assert _check_frame_by_frame(ds, summary, refs, 0.2) == len(ds)
+    assert [ds[ds.meta.episodes["dataset_from_index"][e["episode_index"]]]["task"] for e in summary["episodes"]] == [
+        f"{s} {o}" for s, o in ORDERS]
+
+
+def test_export_skips_and_counts_frames_without_fresh_state(tmp_path, small_so101):
+    """Joint states stop for 0.5 s mid-bag: the frames without a fresh state are skipped and
+    counted by reason, never filled with the last one, and the episode is cut at the gap (so
+    every frame's dataset time is its bag time)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    bag = tmp_path / "gap"
+    _bag(bag, seconds=1.6, joint_gap=(0.5, 1.0), file_order="per_topic_blocks")
+    summary = export_lerobot(ExportConfig([str(bag)], str(small_so101), str(tmp_path / "ds"), units="wire",
+                                          max_state_age=0.05, progress=False))
+    b = summary["bags"][0]
+    skipped = b["skipped"]
+    # ticks 0.5..1.0 s: state 0.05..0.2 s old -> state_too_old, older -> stale (the synchroniser's 0.2 s)
+    assert skipped["state_too_old"] >= 3 and skipped["stale"] >= 8
+    assert skipped["no_action"] == 2  # the frame before the gap and the last one
+    assert b["episodes"] == 2 and b["frames"] == sum(e["frames"] for e in summary["episodes"])
+    gap_ns = [synthetic.SyntheticSpec.start_ns + int(x * 1e9) for x in (0.5, 1.0)]
+    first, second = summary["episodes"]
+    assert first["first_frame_ns"] + first["frames"] * summary["frame_period_ns"] <= gap_ns[0] + int(0.05e9)
+    assert second["first_frame_ns"] >= gap_ns[1]
+    ds = LeRobotDataset(summary["repo_id"], root=tmp_path / "ds", video_backend=VIDEO_BACKEND)
+    assert ds.num_episodes == 2
+    assert _check_frame_by_frame(ds, summary, {str(bag): _bag_reference(bag)}, 0.05) == len(ds)
