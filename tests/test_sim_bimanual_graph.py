@@ -76,7 +76,9 @@ def test_sim_deployment_for_a_single_arm_keeps_one_driver_on_arm_controller(robo
     graph = load_deployment("sim", {"robot": robot})
     drivers = [n for n in graph.nodes if n.executable == "driver_node"]
     assert [d.fully_qualified_name for d in drivers] == ["/driver"]
-    assert json.loads(drivers[0].parameters["backend_options"])["command_topic"] == "/arm_controller/commands"
+    # the topic follows from the embodiment's command interface: /arm_controller/commands (SO-10x's
+    # forward position controller) or /arm_controller/joint_trajectory (Franka's JTC)
+    assert json.loads(drivers[0].parameters["backend_options"])["controller"] == "/arm_controller"
     assert len([n for n in graph.nodes if n.executable == "camera_node"]) == 1
 
 

@@ -135,3 +135,45 @@ def test_a_sim_whose_clock_stalls_makes_the_driver_hold_instead_of_racing(ros):
     finally:
         drv.stop()
         sim.stop()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_sim_node_plays_franka_jtc_and_the_driver_drives_the_panda_through_joint_trajectories(ros):
+    # the main job's --robot franka_droid path: the driver's shipped Franka config (JTC, arm joints
+    # only, gripper undriven) against the sim node's /arm_controller/joint_trajectory
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from molmoact2_common import qos
+    from support.ros_harness import ChildProcess
+
+    arm = [f"fr3_joint{i}" for i in range(1, 8)]
+    reset = [0.0, -np.pi / 5, 0.0, -4 * np.pi / 5, 0.0, 3 * np.pi / 5, 0.0]
+    sim = ChildProcess.python_module(
+        "molmoact2_drivers.nodes.mujoco_sim_node", "--ros-args", "-p", "embodiment:=franka_droid",
+        "-p", "controller:=arm_controller", "-p", "camera_rate_hz:=0.0")
+    drv = ChildProcess.python_module(
+        "molmoact2_drivers.nodes.driver_node", "--ros-args", "-r", "__ns:=/franka", "-p", "use_sim_time:=true",
+        "-p", "embodiment:=franka_droid", "-p", "backend:=ros2_control", "-p", "autostart:=activate", "-p", "execute_steps:=0",
+        "-p", "chunk_timeout_s:=5.0",
+        "-p", "backend_options:='{\"controller\": \"/arm_controller\", \"simulated\": true, \"state_timeout_s\": 2.0}'",
+        "-r", "joint_states:=/franka/driver/joint_states")
+    try:
+        probe = Probe(ros, ns="/franka/", parameter_overrides=[Parameter("use_sim_time", value=True)])
+        trajs, sim_states = [], []
+        probe.node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", trajs.append, qos.JOINT_STATE)
+        probe.node.create_subscription(JointState, "/joint_states", sim_states.append, qos.JOINT_STATE)
+        assert probe.wait_status(lambda s: s.actuation_enabled, 30), drv.output() + sim.output()
+        assert ros.spin_until(lambda: probe.node.get_clock().now().nanoseconds > 0 and sim_states, 10)
+        goal = np.array(reset) + 0.15
+        probe.send_chunk(np.linspace(reset + [0.5], list(goal) + [1.0], 30), names=arm + ["gripper"])
+        ok = ros.spin_until(lambda: sim_states and np.allclose(sim_states[-1].position[:7], goal, atol=0.05), 20)
+        assert ok, f"{probe.latest_status()}\n{drv.output()}\n{sim.output()}"
+        assert trajs and all(list(t.joint_names) == arm for t in trajs)
+        assert "joint_trajectory:" not in sim.output(), "the sim's JTC rejected a trajectory"
+        assert abs(sim_states[-1].position[7] - 0.5) < 0.05  # the gripper is not driven, as on the robot
+    finally:
+        drv.stop()
+        sim.stop()

@@ -7,8 +7,12 @@ lockstep on one simulated clock (``core.sim.multi_arm``), so a bimanual robot ha
 
   subscribes  /<controller>/commands (std_msgs/Float64MultiArray, the arm's joints in config order,
               wire units; a message of the wrong size is ignored with an error, as
-              forward_command_controller does); with several arms one controller per arm,
-              /<arm>_<controller>/commands (YAM: /left_arm_controller/commands, /right_arm_controller/commands)
+              forward_command_controller does) and /<controller>/joint_trajectory
+              (trajectory_msgs/JointTrajectory: a JointTrajectoryController, as franka_ros2's
+              fr3_arm_controller, validating and interpolating in simulated time as ros2_controllers'
+              JTC does, core.sim.trajectory; a goal may name some of the arm's joints, the others
+              hold: the Franka bridge leaves the gripper out, as on the robot); with several arms one
+              controller per arm, /<arm>_<controller>/... (YAM: /left_arm_controller/commands, ...)
   publishes   /clock (simulated time), <joint_states_topic> (sensor_msgs/JointState of every simulated
               joint in one message, as a joint_state_broadcaster does, at joint_state_rate_hz of
               simulated time), cameras/<name>/image_raw (sensor_msgs/Image rgb8, offscreen-rendered at
@@ -38,6 +42,7 @@ from rclpy.time import Time  # noqa: E402
 from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from molmoact2_common import qos  # noqa: E402
 from molmoact2_common.embodiment import load_embodiment  # noqa: E402
@@ -46,13 +51,15 @@ from molmoact2_common.params import ParameterError, ParamSpec, declare_parameter
 
 from ..core.sim.models import SimModelError  # noqa: E402
 from ..core.sim.multi_arm import MultiArmSim  # noqa: E402
+from ..core.sim.trajectory import SimJointTrajectoryController, Trajectory, TrajectoryPoint  # noqa: E402
 
 PARAMS = [
     ParamSpec("embodiment", str, "so101", "embodiment config name or path"),
     ParamSpec("arms", "str[]", [], "arms to simulate, in lockstep on one clock (empty = every arm of the embodiment)"),
     ParamSpec("sim_model", str, "", "MuJoCo model for every simulated arm (so101, panda, yam; '' = each arm's sim_model)"),
     ParamSpec("controller", str, "arm_controller",
-              "controller name: commands arrive on /<controller>/commands; with several arms on /<arm>_<controller>/commands"),
+              "controller name: commands arrive on /<controller>/commands or /<controller>/joint_trajectory; "
+              "with several arms on /<arm>_<controller>/..."),
     ParamSpec("joint_states_topic", str, "/joint_states", "where the simulated joint_state_broadcaster publishes (every simulated joint)"),
     ParamSpec("joint_state_rate_hz", float, 200.0, "joint state rate (simulated time)", positive, "> 0"),
     ParamSpec("real_time_factor", float, 1.0, "simulated seconds per wall second", positive, "> 0"),
@@ -93,10 +100,16 @@ class MujocoSimNode(Node):
         self.js_pub = self.create_publisher(JointState, self.p["joint_states_topic"], qos.JOINT_STATE)
         several = len(self.sim.arms) > 1
         self.command_topics: dict[str, str] = {}
+        # per arm: a JointTrajectoryController while trajectories drive it (None: forward commands do)
+        self.jtc: dict[str, SimJointTrajectoryController | None] = {}
         for arm in self.sim.arms:
-            topic = f"/{arm.name}_{self.p['controller']}/commands" if several else f"/{self.p['controller']}/commands"
-            self.command_topics[arm.name] = topic
-            self.create_subscription(Float64MultiArray, topic, lambda msg, a=arm.name: self._on_commands(a, msg), qos.JOINT_STATE)
+            ns = f"/{arm.name}_{self.p['controller']}" if several else f"/{self.p['controller']}"
+            self.command_topics[arm.name] = f"{ns}/commands"
+            self.jtc[arm.name] = None
+            self.create_subscription(Float64MultiArray, f"{ns}/commands", lambda msg, a=arm.name: self._on_commands(a, msg),
+                                     qos.JOINT_STATE)
+            self.create_subscription(JointTrajectory, f"{ns}/joint_trajectory",
+                                     lambda msg, a=arm.name: self._on_trajectory(a, msg), qos.JOINT_STATE)
         self.cameras: list[tuple[str, str, object]] = []
         self._renderer = None
         if self.p["camera_rate_hz"] > 0:
@@ -124,7 +137,8 @@ class MujocoSimNode(Node):
         self.create_timer(1.0 / self.p["step_rate_hz"], self._step, clock=self._steady)
         models = ", ".join(f"{a.name}: {s.spec.name}" for a, s in zip(self.sim.arms, self.sim.sims))
         self.get_logger().info(
-            f"simulating '{emb.name}' ({models}) on one clock: commands on {', '.join(self.command_topics.values())}, "
+            f"simulating '{emb.name}' ({models}) on one clock: commands on {', '.join(self.command_topics.values())} "
+            "(or .../joint_trajectory), "
             f"joint states on {self.p['joint_states_topic']}, cameras {[c[0] for c in self.cameras]} "
             f"({', '.join(f'{c[0]}={c[1]}' for c in self.cameras)}) at {self.p['camera_rate_hz']} Hz")
 
@@ -138,7 +152,25 @@ class MujocoSimNode(Node):
         if not np.all(np.isfinite(q)):
             self.get_logger().error(f"{self.command_topics[arm]}: non-finite command ignored", throttle_duration_sec=1.0)
             return
+        self.jtc[arm] = None
         self.sim.set_target(arm, q)
+
+    def _on_trajectory(self, arm: str, msg: JointTrajectory) -> None:
+        now = self.sim.time
+        jtc = self.jtc[arm]
+        if jtc is None:  # take over from where the forward commands left the arm
+            sim = self.sim.sims[self.sim.arm_index(arm)]
+            jtc = SimJointTrajectoryController(self.sim.arm_joints(arm), sim.target, allow_partial_joints_goal=True)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # simulated time (the driver is on /clock)
+        traj = Trajectory(list(msg.joint_names),
+                          [TrajectoryPoint(p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions),
+                                           list(p.velocities)) for p in msg.points], stamp)
+        err = jtc.receive(traj, now)
+        if err:
+            self.get_logger().error(f"{self.command_topics[arm].rsplit('/', 1)[0]}/joint_trajectory: {err}",
+                                    throttle_duration_sec=1.0)
+            return
+        self.jtc[arm] = jtc
 
     def _stamp(self):
         return Time(nanoseconds=int(round(self.sim.time * 1e9))).to_msg()
@@ -180,7 +212,14 @@ class MujocoSimNode(Node):
         n = int(lag / self.sim.timestep)
         if n <= 0:
             return
-        self.sim.step(n)
+        driven = [(a, c) for a, c in self.jtc.items() if c is not None]
+        if driven:  # JTC samples its trajectory every control step (here: every physics step)
+            for _ in range(n):
+                for arm, jtc in driven:
+                    self.sim.set_target(arm, jtc.sample(self.sim.time + self.sim.timestep)[0])
+                self.sim.step(1)
+        else:
+            self.sim.step(n)
         stamp = self._stamp()
         clock = ClockMsg()
         clock.clock = stamp
