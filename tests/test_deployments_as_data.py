@@ -60,7 +60,10 @@ def _variants(deployment: str):
     args = {a.name: a for a in declared_arguments(deployment)}
     toggles = [n for n in ("sim", "think", "record", "rviz") if n in args]
     for values in itertools.product(["false", "true"], repeat=len(toggles)):
-        yield dict(zip(toggles, values))
+        overrides = dict(zip(toggles, values))
+        if overrides.get("sim") == "true" and "arm_backend" in args:
+            overrides["arm_backend"] = "kinematic"  # sim:=true alone is refused on real hardware
+        yield overrides
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)

@@ -35,9 +35,13 @@ class StackLifecycleNode(LifecycleNode):
         return int(self._state_machine.current_state[0])
 
     def managed(self) -> bool:
-        """Whether a lifecycle manager holds a client of this node's change_state service."""
+        """Whether a lifecycle manager (a node named ``*lifecycle_manager``: the stack's manager
+        under ``ros2 launch`` or ``molmoact2-run``) runs and holds a client of this node's
+        change_state service. A test or a CLI calling change_state is no manager to wait for."""
         try:
-            return self.count_clients(f"{self.get_fully_qualified_name().rstrip('/')}/change_state") > 0
+            if self.count_clients(f"{self.get_fully_qualified_name().rstrip('/')}/change_state") == 0:
+                return False
+            return any(name.endswith("lifecycle_manager") for name, _ in self.get_node_names_and_namespaces())
         except Exception:  # the context is already gone
             return False
 
