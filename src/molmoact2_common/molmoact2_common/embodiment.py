@@ -16,6 +16,115 @@ import yaml
 from .units import AngleUnit, GripperUnit, JointUnitMap
 
 ACTION_SPACES = ("joint_position", "end_effector")
+BLENDING_MODES = ("replace", "crossfade", "ensemble")
+
+# Every key each section may hold, with its check. A key not listed is refused (a typo must not
+# silently turn a safety check off); a value of the wrong type is refused. Backend options and
+# camera sources are checked by the backend and the camera source that read them.
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _non_negative(v: Any) -> str:
+    return "" if _is_number(v) and v >= 0 else "a number >= 0"
+
+
+def _positive_number(v: Any) -> str:
+    return "" if _is_number(v) and v > 0 else "a number > 0"
+
+
+def _boolean(v: Any) -> str:
+    return "" if isinstance(v, bool) else "true or false"
+
+
+def _xyz(v: Any) -> str:
+    return "" if isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_number(x) for x in v) else "a list of 3 numbers [x, y, z]"
+
+
+def _string(v: Any) -> str:
+    return "" if isinstance(v, str) else "a string"
+
+
+def _mapping(v: Any) -> str:
+    return "" if isinstance(v, dict) else "a mapping"
+
+
+def _string_list(v: Any) -> str:
+    return "" if isinstance(v, list) and all(isinstance(x, str) for x in v) else "a list of strings"
+
+
+def _envelope_table(v: Any) -> str:
+    ok = isinstance(v, dict) and all(isinstance(r, (list, tuple)) and len(r) == 2 and all(_is_number(x) for x in r)
+                                     for r in v.values())
+    return "" if ok else "a mapping joint: [low, high] in wire units"
+
+
+def _one_of(*choices: str):
+    def check(v: Any) -> str:
+        return "" if v in choices else f"one of {', '.join(choices)}"
+    return check
+
+
+def _int_at_least(low: int):
+    def check(v: Any) -> str:
+        return "" if isinstance(v, int) and not isinstance(v, bool) and v >= low else f"an integer >= {low}"
+    return check
+
+
+TOP_LEVEL_KEYS = {"embodiment": _string, "description": _string, "control_rate_hz": _positive_number,
+                  "servo_rate_hz": _positive_number, "arms": None, "cameras": None, "model": _mapping,
+                  "chunk": _mapping, "safety": _mapping}
+ARM_KEYS = {"name": _string, "joints": _string_list, "gripper": _string, "position_limits": _mapping,
+            "velocity_limits": _mapping, "backend": _mapping, "sim_model": _string, "base_pose": _mapping}
+BASE_POSE_KEYS = {"xyz": _xyz, "rpy": _xyz}
+CAMERA_KEYS = {"name": _string, "width": _positive_number, "height": _positive_number, "source": _mapping,
+               "frame_id": _string}
+MODEL_KEYS = {"norm_tag": _string, "action_space": _string, "camera_order": _string_list,
+              "state_joints": _string_list, "action_joints": _string_list, "units": _mapping}
+UNITS_KEYS = {"default": _mapping, "joints": _mapping, "gripper": _mapping}
+ANGLE_UNIT_KEYS = {"unit": _one_of("rad", "deg"), "sign": lambda v: "" if v in (1, -1) else "1 or -1",
+                   "offset": lambda v: "" if _is_number(v) else "a number"}
+GRIPPER_UNIT_KEYS = {"model_closed": lambda v: "" if _is_number(v) else "a number",
+                     "model_open": lambda v: "" if _is_number(v) else "a number"}
+CHUNK_KEYS = {
+    "execute_steps": _int_at_least(0),   # steps of each chunk executed before the next may replace the rest (0: all)
+    "blending": _one_of(*BLENDING_MODES),
+}
+SAFETY_KEYS = {
+    "joint_limit_margin_rad": _non_negative,
+    "shadow_by_default": _boolean,
+    "per_tick_clamp_rad": _positive_number,
+    "envelope_margin": _non_negative,
+    "envelope": _envelope_table,
+    "workspace": _mapping,
+    "min_arm_distance_m": _non_negative,
+    "peer_max_age_s": _positive_number,
+    "max_relative_target_rad": _non_negative,
+    "tracking_error_max_rad": _non_negative,
+}
+WORKSPACE_KEYS = {"box_min": _xyz, "box_max": _xyz, "table_z": lambda v: "" if _is_number(v) else "a number"}
+
+
+def _check_section(section: Any, keys: dict, where: str, path: Path) -> None:
+    """Refuse unknown keys and wrongly typed values of one mapping, naming the file and the key."""
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise EmbodimentError(f"{path}: field '{where}' must be a mapping, got {type(section).__name__}")
+    unknown = sorted(str(k) for k in section if k not in keys)
+    if unknown:
+        raise EmbodimentError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(repr(f'{where}.{k}' if where else k) for k in unknown)} "
+                              f"(known: {', '.join(sorted(keys))})")
+    for key, check in keys.items():
+        if check is None or key not in section or section[key] is None:
+            continue
+        wanted = check(section[key])
+        if wanted:
+            name = f"{where}.{key}" if where else key
+            raise EmbodimentError(f"{path}: field '{name}' must be {wanted}, got {section[key]!r}")
 
 
 class EmbodimentError(ValueError):
@@ -158,7 +267,36 @@ def _parse_units(spec: dict, joints: list[str], grippers: set[str], where: str, 
     return JointUnitMap(joints, units)
 
 
+def validate_sections(raw: dict, path: Path) -> None:
+    """Every section's keys and value types (the parser below checks the cross-references)."""
+    if not isinstance(raw, dict):
+        raise EmbodimentError(f"{path}: an embodiment config is a mapping, got {type(raw).__name__}")
+    _check_section(raw, TOP_LEVEL_KEYS, "", path)
+    for section, entry_keys in (("arms", ARM_KEYS), ("cameras", CAMERA_KEYS)):
+        entries = raw.get(section)
+        if entries is not None and not isinstance(entries, list):
+            raise EmbodimentError(f"{path}: field '{section}' must be a list")
+        for i, entry in enumerate(entries or []):
+            _check_section(entry, entry_keys, f"{section}[{i}]", path)
+            if section == "arms":
+                _check_section(entry.get("base_pose"), BASE_POSE_KEYS, f"arms[{i}].base_pose", path)
+    model = raw.get("model") or {}
+    _check_section(model, MODEL_KEYS, "model", path)
+    units = model.get("units") or {}
+    _check_section(units, UNITS_KEYS, "model.units", path)
+    _check_section(units.get("default"), ANGLE_UNIT_KEYS, "model.units.default", path)
+    _check_section(units.get("gripper"), GRIPPER_UNIT_KEYS, "model.units.gripper", path)
+    for joint, spec in (units.get("joints") or {}).items():
+        keys = {**ANGLE_UNIT_KEYS, **GRIPPER_UNIT_KEYS}
+        _check_section(spec, keys, f"model.units.joints.{joint}", path)
+    _check_section(raw.get("chunk"), CHUNK_KEYS, "chunk", path)
+    safety = raw.get("safety") or {}
+    _check_section(safety, SAFETY_KEYS, "safety", path)
+    _check_section(safety.get("workspace"), WORKSPACE_KEYS, "safety.workspace", path)
+
+
 def parse_embodiment(raw: dict, path: Path) -> Embodiment:
+    validate_sections(raw, path)
     name = str(_need(raw, "embodiment", "", path))
     control_rate = _positive(_need(raw, "control_rate_hz", "", path), "control_rate_hz", path)
     servo_rate = _positive(raw.get("servo_rate_hz", control_rate), "servo_rate_hz", path)

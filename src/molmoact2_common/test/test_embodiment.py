@@ -93,3 +93,54 @@ def test_missing_limit_for_a_joint_is_refused():
 def test_unknown_embodiment_lists_available_ones():
     with pytest.raises(EmbodimentError, match="so101"):
         load_embodiment("no_such_robot")
+
+
+def _shipped_raw(name: str) -> dict:
+    return yaml.safe_load((config_root() / "embodiments" / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("safety", "min_arm_distnce_m", 0.05, "unknown key 'safety.min_arm_distnce_m'"),
+    ("safety", "envelope_margn", 0.05, "unknown key 'safety.envelope_margn'"),
+    ("chunk", "horizon", 30, "unknown key 'chunk.horizon'"),
+    ("chunk", "execute_step", 8, "unknown key 'chunk.execute_step'"),
+])
+def test_unknown_safety_or_chunk_key_is_refused_naming_the_file_and_the_key(tmp_path, section, key, value, message):
+    raw = _shipped_raw("yam_bimanual")
+    raw.setdefault(section, {})[key] = value
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(EmbodimentError, match=message) as err:
+        load_embodiment(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("safety", "min_arm_distance_m", "0.05", "'safety.min_arm_distance_m' must be a number >= 0"),
+    ("safety", "shadow_by_default", "yes", "'safety.shadow_by_default' must be true or false"),
+    ("safety", "tracking_error_max_rad", -0.1, "'safety.tracking_error_max_rad' must be a number >= 0"),
+    ("safety", "workspace", {"table_z": "low"}, "'safety.workspace.table_z' must be a number"),
+    ("chunk", "blending", "crosfade", "'chunk.blending' must be one of replace, crossfade, ensemble"),
+    ("chunk", "execute_steps", 2.5, "'chunk.execute_steps' must be an integer >= 0"),
+])
+def test_wrongly_typed_safety_or_chunk_value_is_refused_naming_the_file_and_the_key(tmp_path, section, key, value, message):
+    raw = _shipped_raw("yam_bimanual")
+    raw[section][key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(EmbodimentError, match=message) as err:
+        load_embodiment(path)
+    assert str(path) in str(err.value)
+
+
+def test_unknown_key_in_any_section_is_refused(tmp_path):
+    for where in (["arms", 0], ["cameras", 0], ["model"], ["model", "units"], []):
+        raw = _shipped_raw("so101")
+        node = raw
+        for k in where:
+            node = node[k]
+        node["colour"] = "red"
+        path = tmp_path / "extra.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(EmbodimentError, match="unknown key .*colour"):
+            load_embodiment(path)

@@ -123,6 +123,28 @@ def test_lifecycle_configure_reads_state_activate_enables_deactivate_holds(ros):
         proc.stop()
 
 
+def test_inactive_driver_publishes_no_commanded_joint_states(ros):
+    from lifecycle_msgs.msg import Transition
+
+    proc = _driver_process("chunk_timeout_s:=5.0")
+    try:
+        probe = Probe(ros)
+        assert probe.transition(Transition.TRANSITION_CONFIGURE)
+        assert probe.transition(Transition.TRANSITION_ACTIVATE)
+        assert ros.spin_until(lambda: len(probe.commanded) > 5, 10), proc.output()
+        assert probe.transition(Transition.TRANSITION_DEACTIVATE)
+        assert probe.lifecycle_label() == "inactive"
+        # joint_states keep flowing; once the deactivation has gone out, no command follows
+        n_js = len(probe.joint_states)
+        assert ros.spin_until(lambda: len(probe.joint_states) > n_js + 10, 10)
+        n_cmd = len(probe.commanded)
+        n_js = len(probe.joint_states)
+        assert ros.spin_until(lambda: len(probe.joint_states) > n_js + 30, 10)
+        assert len(probe.commanded) == n_cmd, "an inactive driver published commands"
+    finally:
+        proc.stop()
+
+
 def test_chunk_runs_out_then_driver_holds_last_commanded_never_zero(ros):
     from molmoact2_msgs.msg import DriverStatus
 

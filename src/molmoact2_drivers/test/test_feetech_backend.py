@@ -256,3 +256,62 @@ def test_positions_match_lerobots_own_feetech_bus_reading_the_same_servos(emu, t
     for i, n in enumerate(LEROBOT_MOTOR_NAMES):
         expected = theirs[n] / 100.0 if n == "gripper" else math.radians(theirs[n])
         assert ours[i] == pytest.approx(expected, abs=1e-3), n
+
+
+def test_servo_alarm_sag_then_clear_never_snaps_back_and_reset_holds_where_the_arm_is(emu):
+    """An overheated servo unloads, the arm sags 0.9 rad, the alarm clears with torque back where it
+    sagged: the driver (in ERROR, then reset) holds there, on the bus, and never steps back."""
+    from molmoact2_drivers.core.driver_core import ChunkInput, DriverState
+    from molmoact2_drivers.core.factory import build_driver
+
+    emb = load_embodiment("so101")
+    b = FeetechBackend("arm", list(LEROBOT_MOTOR_NAMES), port=emu.port, calibration=CAL, gripper="gripper")
+    d = build_driver(emb, emb.arms[0], b, {"execute_steps": 0, "chunk_timeout_s": 5.0})
+    elbow = emu.servo(3)
+    rad_per_step = 2 * math.pi / 4095
+
+    def tick_for(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            now = time.monotonic()
+            d.tick(now, now)
+            time.sleep(0.01)
+
+    try:
+        d.configure()
+        now = time.monotonic()
+        d.activate(now, now)
+        assert d.start().success
+        pose = np.array([0.2, -0.3, 0.6, 0.1, 0.0, 0.5])
+        now = time.monotonic()
+        assert d.on_chunk(ChunkInput(list(LEROBOT_MOTOR_NAMES), now, 1 / 30, 30, np.tile(pose, (30, 1)).ravel(), 1), now).success
+        assert wait_until(lambda: (tick_for(0.05), np.allclose(b.last_reading.positions, pose, atol=0.01))[1], 10)
+        emu.set_temperature(3, 85)  # overheat: the elbow unloads itself
+        tick_for(0.1)
+        assert d.state == DriverState.ERROR and "elbow_flex" in d.error
+        before = elbow.actual
+        elbow.actual = before - 0.9 / rad_per_step  # the unpowered elbow sags 0.9 rad
+        sagged = elbow.actual
+        emu.set_temperature(3, 40)  # cooled: the alarm clears, the backend re-enables the elbow where it is
+        t_clear = time.monotonic()
+        tick_for(0.6)  # still in ERROR: no reset yet
+        assert d.state == DriverState.ERROR
+        elbow_goals = [g[3] for _, g in emu.goal_writes_since(t_clear) if 3 in g]
+        assert elbow_goals, "the driver keeps holding on the bus"
+        assert abs(elbow.actual - sagged) * rad_per_step < 0.02, "the elbow was pulled back towards the pre-fault goal"
+        present = elbow.present_position()
+        assert max(abs(g - present) for g in elbow_goals) * rad_per_step < 0.02
+        assert d.reset().success
+        tick_for(0.4)
+        assert abs(elbow.actual - sagged) * rad_per_step < 0.02, "reset must hold where the arm is"
+        # back to the pose through the arming ramp: bounded steps, never a jump
+        assert d.start().success
+        now = time.monotonic()
+        t_arm = now
+        assert d.on_chunk(ChunkInput(list(LEROBOT_MOTOR_NAMES), now, 1 / 30, 60, np.tile(pose, (60, 1)).ravel(), 2), now).success
+        tick_for(1.5)
+        goals = [g[3] for _, g in emu.goal_writes_since(t_arm) if 3 in g]
+        steps = np.abs(np.diff(goals)) * rad_per_step
+        assert steps.max() <= 2.0 * 0.01 + 2 * rad_per_step  # the elbow's 2 rad/s limit per 10 ms tick (+ rounding)
+    finally:
+        d.shutdown()

@@ -55,7 +55,9 @@ def test_workspace_refuses_a_command_below_the_table_and_holds():
     emb = load_embodiment("yam_bimanual")
     arm = emb.arm("left")
     backend = create_backend(arm, type_name="kinematic", initial_position=[0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.5])
-    driver = build_driver(emb, arm, backend, {"mode": "actuate"})
+    # the right arm, fresh, at rest at its own home: far away
+    right_home = (np.array([0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.5]), 0.0)
+    driver = build_driver(emb, arm, backend, {"mode": "actuate"}, peer_vector=lambda names: right_home)
     driver.configure()
     driver.activate(0.0, 0.0)
     chain = chain_for_arm(emb, arm)
@@ -83,7 +85,8 @@ def test_minimum_distance_between_the_arms_refuses_a_command_that_brings_them_to
     arm = emb.arm("left")
     peer = {"q": None}
     backend = create_backend(arm, type_name="kinematic", initial_position=[0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.5])
-    driver = build_driver(emb, arm, backend, {"mode": "actuate"}, peer_vector=lambda names: peer["q"])
+    driver = build_driver(emb, arm, backend, {"mode": "actuate"},
+                          peer_vector=lambda names: (peer["q"], 0.0 if peer["q"] is not None else float("inf")))
     left = chain_for_arm(emb, arm)
     right = chain_for_arm(emb, emb.arm("right"))
     start = backend.position.copy()
@@ -101,5 +104,5 @@ def test_minimum_distance_between_the_arms_refuses_a_command_that_brings_them_to
     res = driver.safety.filter(closest[1], start, dt=10.0)
     assert "apart" in res.refused
     assert driver.counters.refusals_workspace == 1
-    peer["q"] = None  # no peer state yet: the distance check cannot refuse
-    assert not driver.safety.filter(closest[1], start, dt=10.0).refused
+    far = np.array([*start[:6] + 0.1, 0.5])
+    assert not driver.safety.filter(far, start, dt=10.0).refused

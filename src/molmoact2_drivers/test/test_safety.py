@@ -51,11 +51,13 @@ def test_yam_per_tick_clamp_becomes_a_velocity_limit_of_0_9_rad_per_s():
     np.testing.assert_allclose(d.safety.max_velocity[6], 2.0)  # the gripper keeps its own
 
 
-def test_envelope_from_norm_stats_clamps_and_is_counted():
+def test_envelope_clamps_chunk_targets_and_counts_the_chunk():
     s = layer(envelope=(np.array([-0.5, -0.5]), np.array([0.5, 0.5])))
-    r = s.filter(np.array([0.6, 0.0]), np.array([0.5, 0.0]))
-    np.testing.assert_allclose(r.command, [0.5, 0.0])
-    assert s.counters.clamps_envelope == 1
+    out, changed = s.clamp_to_envelope(np.array([[0.6, 0.0], [0.2, -0.7]]))
+    np.testing.assert_allclose(out, [[0.5, 0.0], [0.2, -0.5]])
+    assert changed and s.counters.clamps_envelope == 1
+    same, changed = s.clamp_to_envelope(np.array([[0.1, 0.1]]))
+    assert not changed and s.counters.clamps_envelope == 1
 
 
 def make_driver(**params):

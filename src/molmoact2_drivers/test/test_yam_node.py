@@ -28,7 +28,9 @@ def start(*extra: str):
     return ChildProcess([sys.executable, str(ROOT / "tests" / "emulators" / "yam_driver_with_emulator.py"), "--channel", "can_left",
                          *extra, "--", "--ros-args", "-p", "embodiment:=yam_bimanual", "-p", "arm:=left",
                          "-p", f"backend_options:='{opts}'", "-p", "autostart:=activate", "-p", "require_start:=never",
-                         "-p", "mode:=actuate", "-p", "execute_steps:=0", "-p", "chunk_timeout_s:=0.0"], name="yam-driver")
+                         "-p", "mode:=actuate", "-p", "execute_steps:=0", "-p", "chunk_timeout_s:=0.0",
+                         # one arm alone on the bus: no peer to keep the minimum distance from
+                         "-p", "min_arm_distance_check:=false"], name="yam-driver")
 
 
 def probe(ros):

@@ -8,10 +8,30 @@ heartbeat (a human's deadman runs on real time even when the simulation does not
 
 States (molmoact2_msgs/DriverStatus): HOLDING (sending the last commanded position, torque on),
 ARMING (ramping onto a new chunk's path), EXECUTING, ESTOPPED (latched until ``reset``), ERROR (a
-backend fault; holding where the backend still accepts commands, until ``reset``).
+backend fault or a tracking error; holding where the backend still accepts commands, until
+``reset``).
 
-The safe state everywhere is holding the last commanded position with torque on; cutting torque
-is a separate, explicit call (``disable_torque``) because YAM and SO-101 arms have no brakes.
+What the driver guarantees (each one is a test in test_driver_safety_transitions.py):
+
+- ESTOPPED and ERROR command one position only: the one commanded at the instant of the
+  transition, frozen. Nothing computed before it (a chunk, a ramp, a run-out target) is sent
+  after it. The frozen position changes only to follow the arm when the arm is displaced from it
+  by more than ``max_relative_target`` (a sag while a servo unloaded itself, a push): the driver
+  then holds where the arm really is and never pulls it back.
+- Every command is limited relative to the last command (velocity) and relative to the measured
+  position (``max_relative_target``), so a command never becomes a step from where the arm is.
+- ``reset`` (the only way out of ESTOPPED and ERROR) and ``enable`` re-anchor the command to the
+  measured position.
+- A tracking error (measured vs commanded) above ``tracking_error_max`` on an arm joint is a
+  fault that names the joint. Grippers are exempt from it and from the relative limit: a grasp
+  leaves them short of their target by design.
+
+The safe state everywhere is holding with torque on; cutting torque is a separate, explicit call
+(``disable_torque``) because YAM and SO-101 arms have no brakes. Torque at the lifecycle
+transitions is the same for every backend: configure connects and reads without touching torque,
+activate turns it on holding the present position, deactivate and cleanup leave it on holding
+(cleanup then releases the transport: a Feetech or Damiao motor keeps holding its last goal
+until its own command timeout, if it has one), and only ``disable_torque`` turns it off.
 """
 
 from __future__ import annotations
@@ -51,6 +71,11 @@ class DriverConfig:
     arming_speed_scale: float = 0.5  # arming ramp speed as a fraction of each joint's velocity limit
     max_future_s: float = 2.0
     clock_stall_s: float = 0.5  # wall seconds without node-clock progress before reporting a stall
+    tracking_error_max: float = 0.0  # rad, arm joints: measured vs commanded beyond this is a fault; 0: off
+    max_relative_target: float = 0.0  # rad, arm joints: a command's largest distance from the measured position; 0: off
+    # a node clock reading this far behind the newest one seen is a late reader (the servo thread
+    # and a chunk callback race for the lock), not a clock that jumped back
+    clock_race_tolerance_s: float = 0.1
 
 
 @dataclass
@@ -95,6 +120,7 @@ class DriverCore:
         safety: SafetyLayer,
         config: DriverConfig,
         velocity_limits: np.ndarray,
+        gripper: str | None = None,
     ) -> None:
         self.arm_name = arm_name
         self.joint_names = list(joint_names)
@@ -117,6 +143,11 @@ class DriverCore:
         self.operator_started = False
         self.last_command: np.ndarray | None = None
         self.hold_target: np.ndarray | None = None  # None: hold last_command
+        # ESTOPPED / ERROR: the one position commanded, frozen at the transition
+        self.frozen: np.ndarray | None = None
+        # arm joints (not the gripper): tracking error and re-anchoring apply to them
+        self._arm_joint_mask = np.array([j != gripper for j in self.joint_names], dtype=bool)
+        self._newest_now: float | None = None
         self.last_measured: JointReading | None = None
         self.last_event = ""
         self.error = ""
@@ -154,6 +185,7 @@ class DriverCore:
             self.last_measured = reading
             self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
             self.hold_target = None
+            self.frozen = None
             self.state = DriverState.HOLDING
             self.error = ""
             return reading
@@ -178,6 +210,8 @@ class DriverCore:
             self._last_chunk_time = None
             if self.state not in (DriverState.ESTOPPED, DriverState.ERROR):
                 self.state = DriverState.HOLDING
+            else:  # still latched: hold here, where the arm is now
+                self.frozen = self.last_command.copy()
             self._event("activated: holding" + (" (shadow mode: nothing is actuated)" if self.config.dry_run else "")
                         + (" (call start to move)" if self.require_start and not self.config.dry_run else ""))
 
@@ -202,6 +236,7 @@ class DriverCore:
     # -- inputs -----------------------------------------------------------------------------
     def on_chunk(self, chunk: ChunkInput, now: float) -> ServiceResult:
         with self.lock:
+            now = self._monotone(now)
             c = self.counters
             c.chunks_received += 1
             ok, why = self._accept_chunk(chunk, now)
@@ -244,7 +279,7 @@ class DriverCore:
         if self.config.heartbeat_timeout_s > 0 and self._heartbeat_lost:
             return False, "operator heartbeat lost"
         cols = [names.index(j) for j in self.joint_names]
-        mine = table[:, cols]
+        mine, _ = self.safety.clamp_to_envelope(table[:, cols])
         arming = self.state not in (DriverState.EXECUTING, DriverState.ARMING) or not self.executor.running
         try:
             res = self.executor.submit(Chunk(chunk.stamp, chunk.dt, mine, chunk.sequence), now,
@@ -257,6 +292,7 @@ class DriverCore:
         self._last_sequence = max(self._last_sequence, int(chunk.sequence))
         self._last_stamp = max(self._last_stamp, chunk.stamp)
         self._last_chunk_time = now
+        self.hold_target = None  # a run-out target of an older chunk never outlives a new one
         if arming:
             path = self.executor.target(now).target
             assert path is not None
@@ -279,8 +315,7 @@ class DriverCore:
             if not self.estop_latched:
                 self.estop_latched = True
                 self.operator_started = False
-                self.executor.clear()
-                self.ramp.reset()
+                self._freeze()
                 self.state = DriverState.ESTOPPED
                 self._event("E-STOP received: holding, latched until reset")
 
@@ -319,6 +354,8 @@ class DriverCore:
                 return ServiceResult(False, self.last_event)
             self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
             self.hold_target = None
+            if self.frozen is not None:
+                self.frozen = self.last_command.copy()
             self.actuation_enabled = True
             self.operator_started = not self.require_start
             self._hold("actuation enabled: holding" + (" (call start to move)" if self.require_start else ""))
@@ -376,11 +413,12 @@ class DriverCore:
             self.operator_started = not self.require_start
             self.executor.clear()
             self.ramp.reset()
-            if self.last_command is None or not self.actuation_enabled:
-                self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
-                self.hold_target = None
+            # leave the fault where the arm really is, never where it was told to be before
+            self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
+            self.last_measured = reading
             self.hold_target = None
-            self.state = DriverState.HOLDING if self.active else DriverState.HOLDING
+            self.frozen = None
+            self.state = DriverState.HOLDING
             return ServiceResult(True, self._event("reset: e-stop and errors cleared, "
                                                    + ("backend reconnected, " if reconnected else "") + "holding"
                                                    + (" (call start to move)" if self.require_start else "")))
@@ -388,6 +426,7 @@ class DriverCore:
     # -- the servo tick ---------------------------------------------------------------------
     def tick(self, now: float, wall: float) -> TickResult:
         with self.lock:
+            now = self._monotone(now)
             if self.state == DriverState.UNCONFIGURED:
                 return TickResult()
             try:
@@ -404,14 +443,19 @@ class DriverCore:
                 return TickResult(self.last_measured, cmd, None, self.last_event)
             if not self.active:
                 return TickResult(reading)
+            measured = np.asarray(reading.positions, dtype=np.float64)
             self._watch_clock(now, wall)
             self._watch_heartbeat(wall)
             self._watch_chunks(now)
-            desired = self._desired(now)
-            res = self.safety.filter(desired, self.last_command, self.servo_dt)
-            if res.refused:
-                self._event(res.refused)
-            cmd = res.command
+            self._watch_tracking(measured)
+            if self.state in (DriverState.ESTOPPED, DriverState.ERROR):
+                cmd = self._held_command(measured)
+            else:
+                desired = self._desired(now)
+                res = self.safety.filter(desired, self.last_command, self.servo_dt, measured)
+                if res.refused:
+                    self._event(res.refused)
+                cmd = res.command
             sent = None
             if self.actuation_enabled:
                 try:
@@ -425,6 +469,8 @@ class DriverCore:
             return TickResult(reading, cmd, sent, "")
 
     def _desired(self, now: float) -> np.ndarray:
+        if self.state in (DriverState.ESTOPPED, DriverState.ERROR):
+            return self.frozen if self.frozen is not None else self.last_command
         if self.state not in (DriverState.ARMING, DriverState.EXECUTING):
             return self.last_command if self.hold_target is None else self.hold_target
         r = self.executor.target(now)
@@ -479,6 +525,51 @@ class DriverCore:
             self._stalled = True
             self._event(f"the node clock has not advanced for {wall - self._now_advanced_wall:.2f} s: holding (simulation paused?)")
 
+    def _watch_tracking(self, measured: np.ndarray) -> None:
+        """Measured vs the last command on the arm joints: beyond the bound is a fault naming the joint."""
+        bound = self.config.tracking_error_max
+        if (bound <= 0 or self.last_command is None or not self.actuation_enabled or not self.torque_on
+                or self.state not in (DriverState.HOLDING, DriverState.ARMING, DriverState.EXECUTING)):
+            return
+        err = np.abs(self.last_command - measured) * self._arm_joint_mask
+        if float(err.max(initial=0.0)) > bound:
+            i = int(np.argmax(err))
+            self.counters.tracking_faults += 1
+            self._fault(f"tracking error on joint '{self.joint_names[i]}': commanded {self.last_command[i]:.3f}, "
+                        f"measured {measured[i]:.3f} ({err[i]:.3f} rad, bound {bound} rad)")
+
+    def _held_command(self, measured: np.ndarray) -> np.ndarray:
+        """ESTOPPED / ERROR: the frozen position, moved only onto the arm where the arm was displaced."""
+        if self.frozen is None:
+            self.frozen = self.last_command.copy()
+        bound = self.config.max_relative_target or self.config.tracking_error_max
+        if bound > 0:
+            displaced = (np.abs(self.frozen - measured) > bound) & self._arm_joint_mask
+            if np.any(displaced):
+                names = [self.joint_names[i] for i in np.flatnonzero(displaced)]
+                self.frozen = np.where(displaced, measured, self.frozen)
+                self._event(f"arm '{self.arm_name}' is away from its held position ({', '.join(names)}): "
+                            "holding where it is now, never pulling it back")
+        return self.frozen.copy()
+
+    def _freeze(self) -> None:
+        """Enter ESTOPPED / ERROR: hold exactly what was commanded this instant, drop everything else."""
+        self.executor.clear()
+        self.ramp.reset()
+        self.hold_target = None
+        self.active_sequence = 0
+        self.steps_remaining = 0
+        if self.frozen is None and self.last_command is not None:
+            self.frozen = self.last_command.copy()
+
+    def _monotone(self, now: float) -> float:
+        """``now`` never behind the newest reading seen by less than the race tolerance (see config)."""
+        newest = self._newest_now
+        if newest is not None and newest - self.config.clock_race_tolerance_s <= now < newest:
+            return newest
+        self._newest_now = now if newest is None or now > newest or now < newest - self.config.clock_race_tolerance_s else newest
+        return now
+
     # -- helpers ----------------------------------------------------------------------------
     def _hold(self, why: str, target: np.ndarray | None = None) -> None:
         """Stop executing; hold ``target`` (default: the last command sent, i.e. stop right here)."""
@@ -492,19 +583,19 @@ class DriverCore:
         self._event(why)
 
     def _send_hold_once(self) -> np.ndarray | None:
-        if self.last_command is None:
+        held = self.frozen if self.state in (DriverState.ESTOPPED, DriverState.ERROR) and self.frozen is not None else self.last_command
+        if held is None:
             return None
         if self.actuation_enabled:
             try:
-                self.backend.send_target(self.last_command)
+                self.backend.send_target(held)
             except BackendError:
                 pass
-        return self.last_command
+        return held
 
     def _fault(self, message: str) -> None:
         self.error = message
-        self.executor.clear()
-        self.ramp.reset()
+        self._freeze()
         self.operator_started = False
         self.state = DriverState.ERROR
         self._event(f"backend fault on arm '{self.arm_name}': {message}: holding")

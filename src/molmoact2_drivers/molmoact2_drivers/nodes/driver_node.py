@@ -67,10 +67,14 @@ PARAMS = [
               choices=("auto", "always", "never")),
     ParamSpec("arming_speed_scale", float, 0.5, "arming ramp speed as a fraction of each joint's velocity limit", lambda v: 0 < v <= 1, "in (0, 1]"),
     ParamSpec("joint_limit_margin_rad", float, -1.0, "margin inside the joint limits, rad (-1 = the embodiment's safety.joint_limit_margin_rad or 0)", lambda v: v >= -1, ">= -1"),
+    ParamSpec("checkpoint", str, "", "local checkpoint directory whose norm stats bound every chunk target (q01/q99 of the "
+              "embodiment's norm tag, widened by safety.envelope_margin); '' = no envelope from a checkpoint"),
     ParamSpec("envelope_low", "float[]", [], "envelope (q01 - margin) per joint of this arm, wire units; empty = none"),
     ParamSpec("envelope_high", "float[]", [], "envelope (q99 + margin) per joint of this arm, wire units; empty = none"),
     ParamSpec("workspace_check", bool, True, "check the embodiment's safety.workspace through forward kinematics (when configured)"),
-    ParamSpec("peer_commands_topic", str, "", "the other arm's commanded_joint_states, for the minimum arm distance ('' = none)"),
+    ParamSpec("peer_commands_topic", str, "", "the other arm's commanded_joint_states, for the minimum arm distance ('' = none: "
+              "refused at configure when the embodiment sets safety.min_arm_distance_m, unless min_arm_distance_check is false)"),
+    ParamSpec("min_arm_distance_check", bool, True, "check safety.min_arm_distance_m against the other arm (false only for an arm that runs alone)"),
     ParamSpec("status_rate_hz", float, 2.0, "driver_status rate (also published on every change)", positive, "> 0"),
     ParamSpec("autostart", str, "none", "lifecycle transitions to run at start", choices=("none", "configure", "activate")),
     ParamSpec("servo_thread_priority", int, 0, "SCHED_FIFO priority of the servo thread (1-99; 0 = normal scheduling); needs CAP_SYS_NICE or an rtprio limit",
@@ -91,8 +95,10 @@ class DriverNode(StackLifecycleNode):
         self._loop_thread: threading.Thread | None = None
         self._loop_stop = threading.Event()
         self._last_status_key = None
+        # joint_states flow from configure on (the arm's state is useful before it may move);
+        # commanded_joint_states is a lifecycle publisher: an inactive driver publishes no commands
         self.js_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATE)
-        self.cmd_pub = self.create_publisher(JointState, "commanded_joint_states", qos.JOINT_STATE)
+        self.cmd_pub = self.create_lifecycle_publisher(JointState, "commanded_joint_states", qos.JOINT_STATE)
         self.status_pub = self.create_publisher(DriverStatus, "driver_status", qos.DRIVER_STATUS)
         self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, qos.ACTION_CHUNK)
         self.create_subscription(Empty, "heartbeat", self._on_heartbeat, qos.HEARTBEAT)
@@ -101,6 +107,7 @@ class DriverNode(StackLifecycleNode):
                          ("disable_torque", "disable_torque"), ("reset", "reset")):
             self.create_service(Trigger, f"~/{name}", self._service(fn))
         self._peer_positions: dict[str, float] = {}
+        self._peer_received: float | None = None  # time.monotonic() of the newest peer command
         self.backend_name = ""
         self.arm_name = ""
         self.schedule_autostart(self.p["autostart"], clock=self._steady)
@@ -127,7 +134,8 @@ class DriverNode(StackLifecycleNode):
             self.backend_name = type(backend).__name__
             if self.p["peer_commands_topic"]:
                 self.create_subscription(JointState, self.p["peer_commands_topic"], self._on_peer, qos.JOINT_STATE)
-            self.core = build_driver(embodiment, arm, backend, self.p, self._peer_vector)
+            self.core = build_driver(embodiment, arm, backend, self.p,
+                                     self._peer_vector if self.p["peer_commands_topic"] else None)
             self.arm_name = arm.name
             reading = self.core.configure()
         except (EmbodimentError, ParameterError, BackendError, ValueError) as exc:
@@ -227,11 +235,14 @@ class DriverNode(StackLifecycleNode):
 
     def _on_peer(self, msg: JointState) -> None:
         self._peer_positions = dict(zip(msg.name, msg.position))
+        self._peer_received = time.monotonic()
 
-    def _peer_vector(self, names: list[str]) -> np.ndarray | None:
-        if not self._peer_positions or not all(n in self._peer_positions for n in names):
-            return None
-        return np.array([self._peer_positions[n] for n in names])
+    def _peer_vector(self, names: list[str]) -> tuple[np.ndarray | None, float]:
+        """The other arm's newest commanded positions and their age (wall seconds since received)."""
+        positions, received = self._peer_positions, self._peer_received
+        if not positions or received is None or not all(n in positions for n in names):
+            return None, float("inf")
+        return np.array([positions[n] for n in names]), time.monotonic() - received
 
     def _service(self, name: str):
         def handler(request, response):
@@ -287,7 +298,8 @@ class DriverNode(StackLifecycleNode):
         if self.core is None:
             return
         for e in self.core.take_events():
-            if any(w in e for w in ("refused", "E-STOP", "fault", "lost", "watchdog", "TORQUE", "workspace", "non-finite", "stalled", "not advanced")):
+            if any(w in e for w in ("refused", "E-STOP", "fault", "lost", "watchdog", "TORQUE", "workspace", "non-finite",
+                                    "stalled", "not advanced", "tracking", "away from", "cannot be checked")):
                 self.get_logger().warn(e)
             else:
                 self.get_logger().info(e)
@@ -310,8 +322,7 @@ class DriverNode(StackLifecycleNode):
             msg.operator_started = bool(s["operator_started"])
             msg.active_chunk_sequence = int(s["active_sequence"])
             msg.steps_remaining = int(s["steps_remaining"])
-            for f in ("chunks_received", "chunks_refused", "steps_dropped_late", "clamps_position", "clamps_velocity",
-                      "clamps_envelope", "refusals_nonfinite", "refusals_workspace", "watchdog_holds", "heartbeat_losses"):
+            for f in core.counters.as_dict():
                 setattr(msg, f, int(s[f]))
             msg.last_event = s["last_event"]
         self.status_pub.publish(msg)

@@ -3,7 +3,8 @@
 ``tracking`` in (0, 1] is the fraction of the remaining distance closed per ``send_target`` (1:
 the arm is exactly where it was last told). Every sent target is recorded with its
 ``time.monotonic()`` so tests and the benchmark can measure, on the backend side, when motion
-stopped. ``fail_after`` makes reads fail after that many sends (fault injection).
+stopped. Fault injection: ``fail_reason`` makes reads (and health) fail, ``send_fail_reason``
+makes sends fail while reads still work (a write that did not reach the motors).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class KinematicBackend(ArmBackend):
         self.torque_enabled = False
         self.sent: list[tuple[float, np.ndarray]] = []
         self.fail_reason: str | None = None
+        self.send_fail_reason: str | None = None
 
     def connect(self) -> None:
         self.connected = True
@@ -52,6 +54,8 @@ class KinematicBackend(ArmBackend):
     def send_target(self, positions: np.ndarray) -> np.ndarray:
         if not self.connected:
             raise BackendError(f"kinematic backend '{self.arm_name}': not connected")
+        if self.send_fail_reason:
+            raise BackendError(f"kinematic backend '{self.arm_name}': {self.send_fail_reason}")
         target = np.asarray(positions, dtype=np.float64).copy()
         with self._lock:
             if self.torque_enabled:
