@@ -106,6 +106,59 @@ def test_camera_node_publishes_synchronised_rgb8_observations_and_marks_a_vanish
         assert proc.stop() in (0, -2), proc.output()
 
 
+class _SimClockFeeder(_Feeder):
+    """The same inputs stamped with a simulated clock it publishes on /clock, as molmoact2-replay does."""
+
+    def __init__(self, ros, start_ns):
+        from rosgraph_msgs.msg import Clock
+
+        self.sim_ns = start_ns
+        self._clock_msg = Clock
+        super().__init__(ros)
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", qos.CLOCK)
+
+    def tick(self):
+        self.sim_ns += 50_000_000
+        if hasattr(self, "clock_pub"):  # the timer may fire before __init__ made the publisher
+            self.clock_pub.publish(self._clock_msg(clock=rc.ns_to_time(self.sim_ns)))
+        now = self.sim_ns  # the feeder's own clock is wall time: stamps come from the simulated one
+        msg = rc.rgb_to_image_msg(self.red, now, "left_optical", encoding="bgr8")
+        self.left.publish(msg)
+        c = CompressedImage(format="png", data=self.blue_png)
+        c.header.stamp = rc.ns_to_time(now)
+        self.right.publish(c)
+        for pub, arm in ((self.jl, "left"), (self.jr, "right")):
+            js = JointState(name=[f"{arm}_joint{i}" for i in range(1, 7)] + [f"{arm}_gripper"],
+                            position=[0.1 * i for i in range(1, 8)])
+            js.header.stamp = rc.ns_to_time(now)
+            pub.publish(js)
+
+
+def test_clock_jumping_back_resets_the_camera_nodes_synchroniser(ros, tmp_path):
+    """molmoact2-replay --loop restarts /clock: the camera node takes the new loop's frames and
+    joint states (stamped earlier than the last ones it kept) instead of dropping every one."""
+    proc = _start(tmp_path, "-p", "use_sim_time:=true")
+    try:
+        feeder = _SimClockFeeder(ros, start_ns=100_000_000_000)
+        got: list[Observation] = []
+        sub = ros.node("listener").create_subscription(Observation, "observation", got.append, qos.OBSERVATION)
+        assert ros.wait_for_publishers(sub, timeout=20), proc.output()
+
+        def fresh_before(limit_ns):
+            if not got or any(got[-1].camera_stale) or any(got[-1].joint_source_stale):
+                return False
+            o = rc.observation_msg_to_arrays(got[-1])
+            return o.stamp_ns < limit_ns and all(s < limit_ns for s in o.capture_stamps_ns + o.joint_source_stamps_ns)
+
+        assert ros.spin_until(lambda: got and rc.time_to_ns(got[-1].header.stamp) > 100_000_000_000
+                              and not any(got[-1].camera_stale), 20), proc.output()
+        feeder.sim_ns = 5_000_000_000  # the replay loops: the clock goes back 95 s
+        assert ros.spin_until(lambda: fresh_before(50_000_000_000), 20), proc.output()
+        assert "synchroniser reset" in proc.output()
+    finally:
+        assert proc.stop() in (0, -2), proc.output()
+
+
 def test_camera_node_refuses_an_unknown_camera_naming_the_parameter(tmp_path):
     proc = ChildProcess.python_module(MODULE, "--ros-args", "-p", "embodiment:=yam_bimanual", "-p", "cameras:=['top', 'belly']")
     try:

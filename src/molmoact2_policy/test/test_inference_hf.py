@@ -188,10 +188,19 @@ def test_hf_backend_picks_images_by_camera_name(hf_backend):
     does not have are refused naming both sides."""
     from molmoact2_policy.core.backends import BackendError
 
+    def pixels(request):  # what the vision backbone gets (the tiny chunk barely depends on the images)
+        seen = []
+        hook = hf_backend.model.model.vision_backbone.register_forward_pre_hook(
+            lambda _m, args: seen.append(args[0].detach().cpu().numpy().copy()))
+        try:
+            hf_backend.predict(request)
+        finally:
+            hook.remove()
+        return seen[0]
+
     imgs = _images(seed=5)
-    want = hf_backend.predict(_request(images=imgs, seed=2)).actions
-    shuffled = hf_backend.predict(_request(images=[imgs[2], imgs[0], imgs[1]], seed=2,
-                                           cameras=["right", "top", "left"])).actions
+    want = pixels(_request(images=imgs, seed=2))
+    shuffled = pixels(_request(images=[imgs[2], imgs[0], imgs[1]], seed=2, cameras=["right", "top", "left"]))
     np.testing.assert_array_equal(shuffled, want)
     with pytest.raises(BackendError, match="camera name mismatch.*top, left, wrist.*top, left, right"):
         hf_backend.predict(_request(images=imgs, cameras=["top", "left", "wrist"]))

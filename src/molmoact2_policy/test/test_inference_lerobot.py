@@ -75,6 +75,20 @@ def _saved_policy_dir(backend, out, image_keys=None):
     return out
 
 
+def _vit_input(hf_model, call):
+    """The pixels (crops in camera order) the model's vision backbone is given during ``call()``: the
+    tiny checkpoint's chunk barely depends on the images, so they are compared where the model takes them."""
+    seen = []
+    hook = hf_model.model.vision_backbone.register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].detach().float().cpu().numpy().copy()))
+    try:
+        call()
+    finally:
+        hook.remove()
+    assert len(seen) == 1
+    return seen[0]
+
+
 def test_lerobot_backend_gives_each_image_to_the_image_key_of_its_name(lerobot_backend, tiny_checkpoint_dir, tmp_path):
     """A fine-tune whose config lists no image_keys: the images still go under the keys of their
     camera names (top image -> observation.images.top), never zipped with the keys sorted
@@ -82,15 +96,16 @@ def test_lerobot_backend_gives_each_image_to_the_image_key_of_its_name(lerobot_b
     from molmoact2_policy.core.backends import PolicyRequest, make_backend
 
     hf = make_backend("hf", checkpoint=str(tiny_checkpoint_dir))
-    want = hf.predict(_request()).actions
+    want = _vit_input(hf.model, lambda: hf.predict(_request()))
     loaded = make_backend("lerobot", checkpoint=str(_saved_policy_dir(lerobot_backend, tmp_path / "ft", image_keys=[])))
-    assert set(loaded.info().camera_keys) == {f"observation.images.{c}" for c in ("top", "left", "right")}
-    np.testing.assert_allclose(loaded.predict(_request()).actions, want, atol=1e-5)
-    # the same images under the same names, in another order: the same chunk
+    got = _vit_input(loaded.policy.model, lambda: loaded.predict(_request()))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the same images under the same names, in another order: the model sees the same thing
     r = _request()
     shuffled = PolicyRequest(images=[r.images[2], r.images[0], r.images[1]], state=r.state, instruction=r.instruction,
                              norm_tag=r.norm_tag, camera_names=["right", "top", "left"], seed=r.seed)
-    np.testing.assert_allclose(loaded.predict(shuffled).actions, want, atol=1e-5)
+    np.testing.assert_allclose(_vit_input(loaded.policy.model, lambda: loaded.predict(shuffled)), want, atol=1e-5)
+    assert set(loaded.info().camera_keys) == {f"observation.images.{c}" for c in ("top", "left", "right")}
 
 
 def test_lerobot_backend_refuses_camera_name_mismatch_naming_both_sides(lerobot_backend, tiny_checkpoint_dir, tmp_path):
