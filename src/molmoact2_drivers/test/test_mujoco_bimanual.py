@@ -93,7 +93,8 @@ def test_a_single_arm_whose_model_has_cameras_keeps_rendering_its_own_scene():
     sim = MultiArmSim(load_embodiment("so101"))
     assert not sim.built_scene
     assert sim.scene_model is sim.sims[0].model
-    assert sim.default_camera("wrist") == sim.camera_names()[0] == "front"
+    assert sim.default_camera("front") == "front"
+    assert sim.default_camera("wrist") == "wrist"  # the camera MjSpec mounted on its gripper
 
 
 # -- the sim node over DDS --------------------------------------------------------------------

@@ -231,7 +231,7 @@ class MujocoSimNode(Node):
         if self._renderer is not None and t >= self._next_cam:
             self._next_cam = t + 1.0 / self.p["camera_rate_hz"]
             self.sim.sync_scene()
-            frames: dict[str, bytes] = {}  # cameras sharing a model camera (SO-101's two) render it once
+            frames: dict[str, bytes] = {}  # cameras sharing a model camera render it once
             for name, cam, pub in self.cameras:
                 if cam not in frames:
                     frames[cam] = self.sim.render(self._renderer, cam, self._scene_opt).tobytes()

@@ -35,6 +35,23 @@ def scene_option(mj, hide_groups: tuple[int, ...] = (3,)):
     return opt
 
 
+def load_model(mj, spec: SimModelSpec, scene: bool = True):
+    """The packaged model (``scene``: in its scene, with ``spec.add_cameras`` mounted via MjSpec)."""
+    path = str(spec.path("scene" if scene else "xml"))
+    if not (scene and spec.add_cameras):
+        return mj.MjModel.from_xml_path(path)
+    ms = mj.MjSpec.from_file(path)
+    for cam in spec.add_cameras:
+        body = ms.body(cam.body)
+        if body is None:
+            raise SimModelError(f"MuJoCo model '{spec.name}': no body '{cam.body}' to mount camera '{cam.name}' on")
+        body.add_camera(name=cam.name, pos=list(cam.pos), xyaxes=cam.xyaxes(), fovy=cam.fovy)
+    try:
+        return ms.compile()
+    except ValueError as exc:
+        raise SimModelError(f"MuJoCo model '{spec.name}' with cameras {[c.name for c in spec.add_cameras]}: {exc}") from None
+
+
 class ArmSim:
     def __init__(self, spec: SimModelSpec, n_wire_joints: int, gripper_index: int | None,
                  initial: np.ndarray | None = None, scene: bool = True) -> None:
@@ -42,7 +59,7 @@ class ArmSim:
 
         self.mj = mujoco
         self.spec = spec
-        self.model = mujoco.MjModel.from_xml_path(str(spec.path("scene" if scene else "xml")))
+        self.model = load_model(mujoco, spec, scene)
         self.data = mujoco.MjData(self.model)
         m = self.model
         n_arm = len(spec.arm_joints)

@@ -10,6 +10,11 @@
   a joint-impedance loop with i2rt's gains and gravity feed-forward, as i2rt does on the real arm;
   the gripper is a first-order virtual joint (the arm model has none).
 
+Cameras: an embodiment camera named like a model camera renders from it; a ``wrist`` camera from
+the model's ``wrist_camera`` (gym-hil's Panda brings ``handcam_rgb`` on the hand; the SO-101's
+``wrist`` is added to the packaged model with MjSpec on the fixed jaw, as the real arm's wrist
+camera sits, looking past the jaw tips); any other from the model's first camera.
+
 Joint names: a model's joints are matched to the embodiment's by position in ``arm_joints`` (the
 arm's non-gripper joints in config order); the gripper's wire opening 0 (closed) .. 1 (open) is
 mapped linearly onto the model's gripper range.
@@ -24,6 +29,30 @@ from pathlib import Path
 
 class SimModelError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class CameraMount:
+    """A camera added to a packaged model with MjSpec: on ``body`` at ``pos`` (body frame), looking
+    at ``target`` (body frame) with ``up`` (body frame) towards the image's top."""
+
+    name: str
+    body: str
+    pos: tuple[float, float, float]
+    target: tuple[float, float, float]
+    up: tuple[float, float, float]
+    fovy: float = 70.0
+
+    def xyaxes(self) -> list[float]:
+        import numpy as np
+
+        pos = np.asarray(self.pos, dtype=np.float64)
+        f = np.asarray(self.target, dtype=np.float64) - pos
+        f /= np.linalg.norm(f)
+        x = np.cross(f, np.asarray(self.up, dtype=np.float64))
+        x /= np.linalg.norm(x)
+        y = np.cross(x, f)
+        return [*x.tolist(), *y.tolist()]
 
 
 @dataclass(frozen=True)
@@ -49,6 +78,8 @@ class SimModelSpec:
     armature: float = 0.0  # minimum rotor inertia per arm joint (kg m^2): keeps a stiff loop stable
     contacts: bool = True  # False: the model's meshes touch at the joints (self-collision jams them)
     cameras: tuple[str, ...] = field(default_factory=tuple)
+    wrist_camera: str = ""  # the model camera an embodiment's 'wrist' camera renders from
+    add_cameras: tuple[CameraMount, ...] = ()  # cameras the scene gets with MjSpec
 
     def path(self, which: str = "xml") -> Path:
         spec = importlib.util.find_spec(self.package)
@@ -74,7 +105,12 @@ MODELS: dict[str, SimModelSpec] = {
         gripper_joint="gripper",
         gripper_closed=-0.17453,
         gripper_open=1.74533,
-        cameras=("front",),
+        cameras=("front", "wrist"),
+        wrist_camera="wrist",
+        # on the fixed jaw's outer side (the gripper body's -y), 4 cm out and 3 cm down the jaw,
+        # looking along the jaw (-z) past the tips with the jaws at the image's bottom
+        add_cameras=(CameraMount("wrist", "gripper", pos=(0.0, -0.04, -0.03), target=(-0.005, 0.0, -0.25),
+                                 up=(0.0, -1.0, 0.0), fovy=70.0),),
     ),
     "panda": SimModelSpec(
         name="panda",
@@ -91,7 +127,8 @@ MODELS: dict[str, SimModelSpec] = {
         gripper_actuator="fingers_actuator",
         gripper_ctrl_closed=255.0,
         gripper_ctrl_open=0.0,
-        cameras=("front",),
+        cameras=("front", "handcam_rgb"),
+        wrist_camera="handcam_rgb",
     ),
     "yam": SimModelSpec(
         name="yam",

@@ -16,7 +16,9 @@ are copied into it by name and its kinematics (bodies, cameras, lights) recomput
 
 Embodiment cameras default to a model camera: a camera named like an arm (YAM's ``left``,
 ``right``) to that arm's wrist camera, any other (``top``) to the overview; with a single arm's own
-scene, every camera to the model's first camera (as before).
+scene, a camera named like a model camera to it, ``wrist`` to the model's wrist camera (the
+SO-101's, mounted on its gripper; the Panda's ``handcam_rgb``), any other to the model's first
+camera.
 """
 
 from __future__ import annotations
@@ -208,6 +210,11 @@ class MultiArmSim:
         if not cams:
             return None
         if not self.built_scene:
+            spec = self.sims[0].spec
+            if name in cams:
+                return name
+            if name == "wrist" and spec.wrist_camera in cams:
+                return spec.wrist_camera
             return cams[0]
         if f"{name}_wrist" in cams:
             return f"{name}_wrist"
