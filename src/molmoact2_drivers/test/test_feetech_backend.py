@@ -315,3 +315,23 @@ def test_servo_alarm_sag_then_clear_never_snaps_back_and_reset_holds_where_the_a
         assert steps.max() <= 2.0 * 0.01 + 2 * rad_per_step  # the elbow's 2 rad/s limit per 10 ms tick (+ rounding)
     finally:
         d.shutdown()
+
+
+def test_configure_turns_torque_on_holding_where_the_arm_is_and_cleanup_leaves_it_holding(emu):
+    """One torque behaviour for every backend (driver_core's docstring): on at configure, holding the
+    present position; still on after shutdown (the servos keep their last goal); off only on request."""
+    from molmoact2_drivers.core.factory import build_driver
+
+    emb = load_embodiment("so101")
+    b = FeetechBackend("arm", list(LEROBOT_MOTOR_NAMES), port=emu.port, calibration=CAL, gripper="gripper")
+    d = build_driver(emb, emb.arms[0], b, {})
+    before = {i: emu.servo(i).actual for i in range(1, 7)}
+    d.configure()
+    assert all(emu.servo(i).torque_enabled for i in range(1, 7))
+    assert all(abs(emu.servo(i).goal_present_frame + emu.servo(i).homing_offset - before[i]) <= 1 for i in range(1, 7))
+    d.shutdown()
+    assert all(emu.servo(i).torque_enabled for i in range(1, 7))
+    kin = create_backend(emb.arms[0], type_name="kinematic")
+    dk = build_driver(emb, emb.arms[0], kin, {})
+    dk.configure()
+    assert kin.torque_enabled

@@ -28,10 +28,11 @@ What the driver guarantees (each one is a test in test_driver_safety_transitions
 
 The safe state everywhere is holding with torque on; cutting torque is a separate, explicit call
 (``disable_torque``) because YAM and SO-101 arms have no brakes. Torque at the lifecycle
-transitions is the same for every backend: configure connects and reads without touching torque,
-activate turns it on holding the present position, deactivate and cleanup leave it on holding
-(cleanup then releases the transport: a Feetech or Damiao motor keeps holding its last goal
-until its own command timeout, if it has one), and only ``disable_torque`` turns it off.
+transitions is the same for every backend: configure connects, reads and turns torque on holding
+the present position (commands are sent only once active); activate enables actuation;
+deactivate and cleanup leave torque on holding (cleanup then releases the transport: a Feetech
+servo keeps holding its last goal, a Damiao motor until its own command timeout); only
+``disable_torque`` turns it off.
 """
 
 from __future__ import annotations
@@ -177,9 +178,17 @@ class DriverCore:
 
     # -- lifecycle --------------------------------------------------------------------------
     def configure(self) -> JointReading:
-        """Connect and read the state. Raises BackendError."""
+        """Connect, read the state, torque on holding it. Raises BackendError.
+
+        Torque comes on here for every backend (as LeRobot's follower ``connect`` and i2rt's
+        bring-up do): the state after configure is HOLDING, and an arm without brakes must not
+        drop between configure and activate."""
         with self.lock:
             self.backend.connect()
+            reading = self.backend.read_state()
+            self._check_reading(reading)
+            self.backend.enable()
+            self.torque_on = True
             reading = self.backend.read_state()
             self._check_reading(reading)
             self.last_measured = reading
