@@ -372,6 +372,8 @@ class BagReader:
         self._topics: dict[str, TopicInfo] | None = None
         self._undecodable: set[str] = set()
         self._indexes: dict[Path, Any] = {}  # per storage file: its time-ranged pieces (built once)
+        # of the last messages() pass: pieces (mcap chunks, sqlite3 files) and the most held open at once
+        self.read_stats: dict[str, int] = {"pieces": 0, "max_open_pieces": 0}
 
     # files -----------------------------------------------------------------------------------
 
@@ -465,6 +467,7 @@ class BagReader:
         seq = 0
         i = 0
         last = None
+        self.read_stats = {"pieces": len(sources), "max_open_pieces": 0}
         while i < len(sources) or heap:
             if i < len(sources) and (not heap or sources[i][0] <= heap[0][0]):
                 it = iter(sources[i][2]())
@@ -473,6 +476,7 @@ class BagReader:
                 if rec is not None:
                     heapq.heappush(heap, (rec.timestamp_ns, seq, rec, it))
                     seq += 1
+                    self.read_stats["max_open_pieces"] = max(self.read_stats["max_open_pieces"], len(heap))
                 continue
             _, _, rec, it = heapq.heappop(heap)
             nxt = next(it, None)
@@ -557,13 +561,15 @@ class BagReader:
         last: tuple[int, int] | None = None
         try:
             try:
-                cur = con.execute(f"SELECT timestamp, id, topic_id FROM messages{where} ORDER BY timestamp, id", ids or ())
+                cur = con.execute(f"SELECT timestamp, id, topic_id, length(data) FROM messages{where} ORDER BY timestamp, id",
+                                  ids or ())
                 while True:
                     keys = cur.fetchmany(256)
                     if not keys:
                         return
-                    yield from self._sqlite_fetch(con, name, topics, keys)
-                    last = (keys[-1][0], keys[-1][1])
+                    for batch in _by_size(keys):
+                        yield from self._sqlite_fetch(con, name, topics, batch)
+                        last = (batch[-1][0], batch[-1][1])
             except sqlite3.DatabaseError:
                 pass
             yield from self._sqlite_salvage(con, name, topics, ids, last)
@@ -571,12 +577,13 @@ class BagReader:
             con.close()
 
     def _sqlite_fetch(self, con, name: str, topics: dict, keys) -> Iterator[BagRecord]:
+        """The records of ``keys`` (timestamp, id, topic_id, ...) in that order."""
         qs = ",".join("?" * len(keys))
         try:
             data = dict(con.execute(f"SELECT id, data FROM messages WHERE id IN ({qs})", [k[1] for k in keys]).fetchall())
         except sqlite3.DatabaseError:
             data = {}
-            for _, rid, _ in keys:
+            for _, rid, *_ in keys:
                 try:
                     r = con.execute("SELECT data FROM messages WHERE id = ?", (rid,)).fetchone()
                 except sqlite3.DatabaseError as exc:
@@ -584,7 +591,7 @@ class BagReader:
                     continue
                 if r is not None:
                     data[rid] = r[0]
-        for ts, rid, tid in keys:
+        for ts, rid, tid, *_ in keys:
             if rid not in data:
                 continue
             if tid not in topics:
@@ -608,7 +615,7 @@ class BagReader:
                 keys_db.commit()
                 cur = keys_db.execute("SELECT ts, id, tid FROM k ORDER BY ts, id")
                 while True:
-                    keys = cur.fetchmany(256)
+                    keys = cur.fetchmany(16)
                     if not keys:
                         return
                     yield from self._sqlite_fetch(con, name, topics, keys)
@@ -823,6 +830,24 @@ class _McapScanner:
             except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
                 self._bad(f"byte {base + q}", f"malformed record inside a chunk (opcode 0x{op:02x}): {exc}")
             q += 9 + length
+
+
+_FETCH_BYTES = 16 << 20  # sqlite3: the data of one fetch (a batch of rows) stays under this
+
+
+def _by_size(keys: list) -> Iterator[list]:
+    """Consecutive runs of (timestamp, id, topic_id, size) keys whose data add up to at most
+    ``_FETCH_BYTES`` (one row at least)."""
+    batch, total = [], 0
+    for k in keys:
+        size = int(k[3] or 0)
+        if batch and total + size > _FETCH_BYTES:
+            yield batch
+            batch, total = [], 0
+        batch.append(k)
+        total += size
+    if batch:
+        yield batch
 
 
 def _string(buf: bytes, p: int) -> tuple[str, int]:
