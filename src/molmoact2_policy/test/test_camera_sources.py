@@ -113,3 +113,55 @@ def test_disconnect_is_retried_with_growing_backoff_and_reported():
     assert rs.poll(5.6) is None and "disconnected" in msgs[-1] and "retrying in 0.5 s" in msgs[-1]
     flaky.up = True
     assert rs.poll(6.1) is not None  # resumes without restart
+
+
+class _Ticks:
+    """A clock that advances by one second on every reading: which reading a stamp came from shows
+    when (before or after decoding) the source took it."""
+
+    def __init__(self):
+        self.t = 100.0
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        self.t += 1.0
+        return self.t
+
+
+def test_folder_frames_are_stamped_when_read_not_after_decoding(tmp_path, monkeypatch):
+    _write_folder(tmp_path, n=1)
+    clock = _Ticks()
+    src = cs.ImageFolderSource(str(tmp_path), fps=0, loop=True, clock=clock)
+    src.open()
+    decoded_at = []
+    real_decode = cs.image_codec.decode_compressed
+    monkeypatch.setattr(cs.image_codec, "decode_compressed", lambda *a: (decoded_at.append(clock()), real_decode(*a))[1])
+    src.read()
+    assert src.last_capture < decoded_at[0]
+
+
+def test_video_frames_are_stamped_at_dequeue_before_the_decode(tmp_path):
+    import cv2
+
+    path = str(tmp_path / "v.avi")
+    w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 30, (32, 24))
+    for _ in range(3):
+        w.write(np.full((24, 32, 3), 90, np.uint8))
+    w.release()
+    clock = _Ticks()
+    src = cs.OpenCVSource(path, is_file=True, fps=0, clock=clock)
+    src.open()
+    src.pacer = cs._Paced(0)
+    src.read()
+    # one clock reading, taken between grab() and retrieve(); a file has no driver timestamp
+    assert clock.calls == 1 and src.last_capture == clock.t and src.stamp_source == "dequeue"
+
+
+def test_retrying_source_carries_the_capture_time_of_its_frame(tmp_path):
+    _write_folder(tmp_path, n=2)
+    clock = _Ticks()
+    inner = cs.ImageFolderSource(str(tmp_path), fps=0, loop=True, clock=clock)
+    r = cs.RetryingSource("front", inner, lambda m: None)
+    assert r.poll(0.0) is not None
+    assert r.last_capture == inner.last_capture == clock.t
