@@ -2,8 +2,13 @@
 
 Lifecycle: configure loads the backend (hf / lerobot / remote), checks the checkpoint's norm tag,
 camera set, state size and action space against the embodiment config, and runs a warm-up call
-(excluded from statistics); activate starts inferring (a new episode); deactivate stops publishing;
+(excluded from statistics); activate starts inferring (a new episode); deactivate stops publishing
+(``action_chunk`` and ``depth_tokens`` are lifecycle publishers: an inactive node cannot publish);
 cleanup releases the model.
+
+An observation is refused, naming what is wrong, when a camera or an arm's joint state is flagged
+stale, or older than ``max_age_s`` / ``joint_state_max_age_s``, or one arm's joint state lags the
+other's by more than ``joint_state_max_skew_s``.
 
 Topics (relative names; namespace per robot):
   subscribes  observation (molmoact2_msgs/Observation, newest wins), instruction (std_msgs/String,
