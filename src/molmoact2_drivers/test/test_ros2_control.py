@@ -243,3 +243,22 @@ def test_estop_makes_the_jtc_hold_where_the_arm_is_and_it_stays_stopped(ros, tmp
     assert len(q) > 20
     assert np.ptp(q, axis=0).max() < 1e-9
     np.testing.assert_allclose(q[-1], held[-1], atol=1e-9)
+
+
+def test_undriven_gripper_reading_echoes_the_command_without_feedback_and_follows_the_hand_with_it():
+    from molmoact2_drivers.core.backend import BackendError
+    from molmoact2_drivers.ros_backends.ros2_control import UndrivenJoint
+
+    u = UndrivenJoint("arm", "gripper", {"state_joint": "fr3_finger_joint1", "closed": 0.0, "open": 0.04, "initial": 1.0})
+    assert u.value == 1.0 and not u.measured
+    assert u.command(0.3) and u.value == 0.3  # no Franka Hand (a DROID Robotiq): the reading echoes the command
+    assert not u.command(0.3) and u.commands_not_driven == 1  # an unchanged command is no new request
+    u.observe(0.01)
+    assert u.measured and u.value == pytest.approx(0.25)
+    assert u.command(0.9) and u.value == pytest.approx(0.25)  # measured from now on: the command does not move it
+    u.observe(0.09)
+    assert u.value == 1.0  # clipped to fully open
+    with pytest.raises(BackendError, match="closed .* and open .* must be finite and differ"):
+        UndrivenJoint("arm", "gripper", {"closed": 0.04, "open": 0.04})
+    with pytest.raises(BackendError, match="unknown fields width"):
+        UndrivenJoint("arm", "gripper", {"width": 0.08})
