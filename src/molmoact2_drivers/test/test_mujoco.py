@@ -216,3 +216,14 @@ def test_so101_wrist_camera_differs_from_front_and_moves_with_the_gripper():
     # the wrist view swings with the gripper; the front camera sees the same static scene with a
     # small arm in it move a little
     assert wrist_change > 10 and wrist_change > 3 * front_change, (wrist_change, front_change)
+
+
+def test_franka_sim_wrist_camera_is_the_panda_hand_camera_not_the_external_one():
+    from molmoact2_common.embodiment import load_embodiment
+    from molmoact2_drivers.core.sim.multi_arm import MultiArmSim
+
+    emb = load_embodiment("franka_droid")
+    sim = MultiArmSim(emb)
+    assert {c.name: sim.default_camera(c.name) for c in emb.cameras} == {"external": "front", "wrist": "handcam_rgb"}
+    m = sim.scene_model
+    assert m.body(int(m.cam_bodyid[m.camera("handcam_rgb").id])).name != "world"  # on the hand, moving with it
