@@ -112,7 +112,8 @@ class Ros2ControlBackend(ArmBackend):
                  joint_map: dict | None = None, controller_joints: list[str] | None = None,
                  undriven_joints: dict | list | None = None,
                  state_timeout_s: float = 0.5, connect_timeout_s: float = 10.0,
-                 trajectory_lookahead_s: float = 0.03, simulated: bool = False, node_name: str = "") -> None:
+                 trajectory_lookahead_s: float = 0.03, simulated: bool = False, node_name: str = "",
+                 node_namespace: str = "/") -> None:
         super().__init__(arm_name, joint_names)
         if command_interface not in INTERFACES:
             raise BackendError(f"arm '{arm_name}': backend.command_interface '{command_interface}' must be one of {', '.join(INTERFACES)}")
@@ -168,6 +169,7 @@ class Ros2ControlBackend(ArmBackend):
             raise BackendError(f"arm '{arm_name}': backend.trajectory_lookahead_s = {trajectory_lookahead_s} must be > 0 "
                                "(and above the servo period)")
         self.node_name = node_name or f"{arm_name}_ros2_control_bridge"
+        self.node_namespace = node_namespace or "/"
         self._lock = threading.Lock()
         self._pos: np.ndarray | None = None  # driven joints, arm order
         self._vel: np.ndarray | None = None
@@ -183,7 +185,10 @@ class Ros2ControlBackend(ArmBackend):
     # -- transport --------------------------------------------------------------------------
     def connect(self) -> None:
         if self._node is None:
-            self._node = Node(self.node_name, context=self.context)
+            # the process's global arguments (``-r __node:=driver`` from the launcher) would rename
+            # this node to the driver's own name: two /driver nodes answer its parameter services
+            self._node = Node(self.node_name, context=self.context, namespace=self.node_namespace,
+                              use_global_arguments=False)
             msg_type = Float64MultiArray if self.command_interface == "forward_position" else JointTrajectory
             # the controllers subscribe with the system default QoS (reliable, volatile, depth 10)
             self._pub = self._node.create_publisher(msg_type, self.command_topic, qos.JOINT_STATE)
@@ -347,6 +352,7 @@ def create(arm_config: Any, options: dict, node=None, **context: Any) -> Ros2Con
             trajectory_lookahead_s=float(options.get("trajectory_lookahead_s", 0.03)),
             simulated=bool(options.get("simulated", False)),
             node_name=f"{node.get_name()}_{arm_config.name}_ros2_control",
+            node_namespace=node.get_namespace(),
         )
     except (TypeError, ValueError) as exc:
         raise BackendError(f"arm '{arm_config.name}': ros2_control backend fields: {exc}") from None
