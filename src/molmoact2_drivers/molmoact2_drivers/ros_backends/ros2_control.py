@@ -198,7 +198,7 @@ class Ros2ControlBackend(ArmBackend):
             self._thread = threading.Thread(target=self._spin, name=self.node_name, daemon=True)
             self._thread.start()
             for u in self.undriven.values():
-                self._node.get_logger().warn(
+                self._node.get_logger().warning(
                     f"arm '{self.arm_name}': joint '{u.name}' is on no controller: its commands are NOT driven "
                     f"(counted); its reading {'comes from ' + repr(u.state_joint) + ' on ' + self.joint_states_topic + ' when published, else ' if u.state_joint else ''}"
                     "echoes the last command")
@@ -289,7 +289,7 @@ class Ros2ControlBackend(ArmBackend):
             with self._lock:
                 asked = u.command(float(q[self.joint_names.index(u.name)]))
             if asked and self._node is not None:
-                self._node.get_logger().warn(
+                self._node.get_logger().warning(
                     f"arm '{self.arm_name}': {u.name} command {q[self.joint_names.index(u.name)]:.3f} not driven "
                     f"(on no controller; {u.commands_not_driven} so far)", throttle_duration_sec=5.0)
         self._last_sent = q.copy()
