@@ -346,3 +346,15 @@ def test_every_argument_the_readme_passes_to_a_deployment_exists():
             if arg in ("hf", "lerobot", "remote", "shadow") or arg in launch_only:
                 continue
             assert arg in everywhere, f"README names common argument '{arg}', which no deployment declares"
+
+
+def test_a_failed_bring_up_ends_the_launch_with_the_managers_reason():
+    from molmoact2_common.bringup.launch_mapping import ManagerExit
+
+    exit_ = ManagerExit()
+    exit_.on_output(b"[INFO] [1.0] [lifecycle_manager]: [bringup] configure /driver\n")
+    exit_.on_output(b"[ERROR] [1.2] [lifecycle_manager]: bring-up failed at node /driver (configure): "
+                    b"configure failed: serial port /dev/ttyACM0 not found\n")
+    message = exit_.message(1)
+    assert "code 1" in message and "/driver (configure)" in message and "/dev/ttyACM0 not found" in message
+    assert "see its log" in ManagerExit().message(1)

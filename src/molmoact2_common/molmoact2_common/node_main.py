@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import rclpy
@@ -19,13 +20,14 @@ class StopSignals:
     rclpy's own handler shuts the context down at the first SIGINT, so a node can no longer take
     part in an ordered tear-down (every node of a ``ros2 launch`` gets SIGINT at once) and its
     publishers fail ("publisher's context is invalid"). Here a signal only sets a flag that the
-    spin loop reads; a second signal (or SIGTERM, launch's escalation) asks to finish now, and a
-    third raises KeyboardInterrupt wherever the process is.
+    spin loop reads; a second signal a moment later (or SIGTERM, launch's escalation) asks to
+    finish now, and a third raises KeyboardInterrupt wherever the process is.
     """
 
     def __init__(self) -> None:
         self.count = 0
         self.last = ""
+        self._first = 0.0
         self._previous: dict[int, object] = {}
 
     def install(self) -> StopSignals:
@@ -40,7 +42,25 @@ class StopSignals:
             signal.signal(sig, handler)
         self._previous.clear()
 
+    def ignore_from_now(self) -> None:
+        """Once the clean-up is done: launch's own SIGINT often lands while the process exits,
+        and Python's finalisation puts the default handler back, which would end the process with
+        -2 halfway through its exit. Ignored signals stay ignored (SIGKILL still ends a hang)."""
+        if self._previous:
+            for sig in self._previous:
+                signal.signal(sig, signal.SIG_IGN)
+            self._previous.clear()
+
+    #: signals closer together than this count as one: on Ctrl-C under ``ros2 launch`` every node
+    #: gets the terminal's SIGINT and launch's own SIGINT at once
+    DEBOUNCE_S = 1.0
+
     def _on_signal(self, signum, frame) -> None:
+        now = time.monotonic()
+        if signum == signal.SIGINT and self.count and now - self._first < self.DEBOUNCE_S:
+            return
+        if not self.count:
+            self._first = now
         self.count = max(self.count + 1, 2 if signum == signal.SIGTERM else 1)
         self.last = signal.Signals(signum).name
         if self.count >= 3:
@@ -101,5 +121,5 @@ def run_node(
             except Exception:  # already torn down by the shutdown path
                 pass
         rclpy.try_shutdown()
-        signals.restore()
+        signals.ignore_from_now()
     return exit_code

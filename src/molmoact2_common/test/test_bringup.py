@@ -207,8 +207,14 @@ def test_manager_tears_down_in_reverse_when_every_process_gets_sigint_at_once(gr
     g = graph_procs({"first": {}, "second": {"embodiment": "so101", "backend": "kinematic"}}, _TWO)
     g.wait_for(lambda: "/robot/second:activate" in g.event_list(), 60, "the graph never came up")
     g.wait_for(lambda: "graph is up" in g.log("manager"), 30, "the manager never reported the graph up")
-    for p in g.procs.values():  # what ros2 launch does on Ctrl-C
+    # what Ctrl-C under ros2 launch does: the terminal's SIGINT reaches every process of the
+    # group, and launch sends each its own SIGINT a moment later (once the first was handled)
+    for p in g.procs.values():
         p.send_signal(signal.SIGINT)
+    g.wait_for(lambda: "SIGINT: tearing the graph down" in g.log("manager"), 30, "the manager did not take the SIGINT")
+    for p in g.procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
     codes = {name: p.wait(timeout=60) for name, p in g.procs.items()}
     assert codes == {"first": 0, "second": 0, "manager": 0}, codes
     teardown = [e for e in g.event_list() if e.split(":")[1] in ("deactivate", "cleanup", "shutdown")]

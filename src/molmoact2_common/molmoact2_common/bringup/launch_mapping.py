@@ -10,7 +10,9 @@ actions:
 - ``optional`` nodes (rviz2) are skipped with a note where their package is not installed, as
   ``molmoact2-run`` does;
 - the lifecycle manager gets an ``OnProcessExit``: when it exits non-zero (a failed bring-up) the
-  launch ends with the manager's reason (``Shutdown``), and ``ros2 launch`` exits non-zero;
+  launch ends with the manager's reason (its "bring-up failed at node ..." line, raised from the
+  handler: launch then shuts down and ``ros2 launch`` exits 1; a plain ``Shutdown`` would exit 0);
+  when it stops normally the launch is shut down too;
 - lifecycle nodes and the manager get a longer SIGINT -> SIGTERM escalation, so the manager's
   ordered tear-down (deactivate -> cleanup -> shutdown, reverse order) finishes first;
 - the policy with an in-process model (``backend:=hf|lerobot``) runs in the project's venv
@@ -127,6 +129,28 @@ def launch_entities(graph: DeploymentGraph, policy_venv: str = "", policy_distro
     return entities
 
 
+class ManagerExit:
+    """What ends the launch when the lifecycle manager exits non-zero: the manager's own
+    "bring-up failed at node ... (step): reason" line (read from its output), raised, so that
+    ``ros2 launch`` shuts everything down and exits 1 (a ``Shutdown`` event alone exits 0)."""
+
+    MARK = "bring-up failed at node"
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def on_output(self, text: bytes | str) -> None:
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        for line in text.splitlines():
+            if self.MARK in line:
+                self.reason = line[line.index(self.MARK):].strip()
+
+    def message(self, returncode: int) -> str:
+        return (f"lifecycle manager exited with code {returncode}: "
+                f"{self.reason or 'see its log above for the node and the reason'}; stopping the launch")
+
+
 def _package_installed(package: str) -> bool:
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
@@ -140,7 +164,7 @@ def _package_installed(package: str) -> bool:
 def launch_description(deployment: str):
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
-    from launch.event_handlers import OnProcessExit
+    from launch.event_handlers import OnProcessExit, OnProcessIO
     from launch.events import Shutdown
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import LifecycleNode, Node
@@ -171,11 +195,19 @@ def launch_description(deployment: str):
             node = (LifecycleNode if lifecycle else Node)(output="screen", **e)
             actions.append(node)
             if on_exit == "shutdown_on_failure":
-                def on_manager_exit(event, context):
+                failure = ManagerExit()
+
+                def on_manager_exit(event, context, failure=failure):
                     if event.returncode == 0:
-                        return []
-                    return [EmitEvent(event=Shutdown(
-                        reason=f"bring-up failed: the lifecycle manager exited with code {event.returncode} (its log names the node and the reason)"))]
+                        return [EmitEvent(event=Shutdown(reason="the lifecycle manager stopped"))]
+                    # an exception in a handler: launch logs it, shuts down and returns 1
+                    raise RuntimeError(failure.message(event.returncode))
+
+                def on_manager_output(event, failure=failure):
+                    failure.on_output(event.text)
+
+                actions.append(RegisterEventHandler(OnProcessIO(target_action=node, on_stdout=on_manager_output,
+                                                                on_stderr=on_manager_output)))
                 actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_manager_exit)))
         return actions
 

@@ -214,7 +214,9 @@ class NodeWatch:
         self.clock = clock
         self.lost: dict[str, str] = {}
         self._pending: dict[str, tuple[object, float]] = {}
-        self._due = clock()
+        self._seen_in_graph: set[str] = set()
+        self._service_seen: set[str] = set()
+        self._due = self._started = clock()
 
     def _in_graph(self) -> set[str]:
         return {f"{ns.rstrip('/')}/{name}" for name, ns in self.manager.node.get_node_names_and_namespaces()}
@@ -246,12 +248,23 @@ class NodeWatch:
                 fqn = spec.fully_qualified_name
                 if fqn in self.lost or fqn in self._pending:
                     continue
-                if fqn not in present:
+                # graph and service discovery lag behind the bring-up's own calls: a node counts
+                # as gone only once it had been seen
+                if fqn in present:
+                    self._seen_in_graph.add(fqn)
+                elif fqn in self._seen_in_graph:
                     lose(fqn, "it left the ROS graph (the process exited)")
                     continue
                 client = self.manager._client(GetState, f"{fqn}/get_state")
-                if not client.service_is_ready():
+                if client.service_is_ready():
+                    self._service_seen.add(fqn)
+                elif fqn in self._service_seen:
                     lose(fqn, "its get_state service is gone")
                     continue
+                elif now - self._started > self.timeout_s:
+                    lose(fqn, f"its get_state service did not appear within {self.timeout_s:g} s")
+                    continue
+                else:
+                    continue  # not matched yet
                 self._pending[fqn] = (client.call_async(GetState.Request()), now)
         return newly

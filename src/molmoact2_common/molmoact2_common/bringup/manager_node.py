@@ -111,6 +111,8 @@ def main(args: list[str] | None = None) -> int:
         pass
     finally:
         state["tearing_down"] = True
+        if signals.requested:
+            log.info(f"{signals.last}: tearing the graph down in reverse order")
         if manager is not None and specs and rclpy.ok():
             try:
                 for problem in manager.tear_down(specs):
@@ -119,7 +121,7 @@ def main(args: list[str] | None = None) -> int:
                 log.warning("tear-down interrupted; the nodes finish it themselves")
         node.destroy_node()
         rclpy.try_shutdown()
-        signals.restore()
+        signals.ignore_from_now()
     return code
 
 
