@@ -19,6 +19,9 @@ class LifecycleProbe(StackLifecycleNode):
         # events go to a file (appends are synchronous: none is lost when the process is stopped
         # right after its last transition); CLOCK_MONOTONIC orders them across processes
         self.declare_parameter("events_file", "")
+        # a deactivation that takes this long (a driver ramping to hold): tear-downs that overlap
+        # a second signal
+        self.declare_parameter("deactivate_s", 0.0)
         # what an arm driver declares about its backend (the lifecycle manager reads them before
         # it arms a driver automatically)
         for name in ("embodiment", "arm", "backend", "backend_options"):
@@ -43,6 +46,7 @@ class LifecycleProbe(StackLifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state):
+        time.sleep(self.get_parameter("deactivate_s").value)  # the slow work a transition stands for
         self._event("deactivate")
         return super().on_deactivate(state)
 

@@ -204,7 +204,8 @@ _TWO = ["-p", "nodes:=['/robot/first', '/robot/second']", "-p", "arm_drivers:=['
 @pytest.mark.ros
 @pytest.mark.slow
 def test_manager_tears_down_in_reverse_when_every_process_gets_sigint_at_once(graph_procs):
-    g = graph_procs({"first": {}, "second": {"embodiment": "so101", "backend": "kinematic"}}, _TWO)
+    # the driver's deactivation takes a while, so launch's second SIGINT lands mid-tear-down
+    g = graph_procs({"first": {}, "second": {"embodiment": "so101", "backend": "kinematic", "deactivate_s": 1.5}}, _TWO)
     g.wait_for(lambda: "/robot/second:activate" in g.event_list(), 60, "the graph never came up")
     g.wait_for(lambda: "graph is up" in g.log("manager"), 30, "the manager never reported the graph up")
     # what Ctrl-C under ros2 launch does: the terminal's SIGINT reaches every process of the
