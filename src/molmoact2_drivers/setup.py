@@ -20,5 +20,6 @@ setup(
     entry_points={"console_scripts": [
         "driver_node = molmoact2_drivers.nodes.driver_node:main",
         "mujoco_sim_node = molmoact2_drivers.nodes.mujoco_sim_node:main",
+        "leader_node = molmoact2_drivers.nodes.leader_node:main",
     ]},
 )

@@ -19,7 +19,8 @@ Instruction packets with a bad checksum are ignored (no answer), as a servo does
 Faults a test can inject: ``pull_cable()`` (the emulator closes its end of the pty: the driver's
 next read or write fails), ``replug()`` (a fresh pty behind the same stable path), 
 ``corrupt_status(n)`` (the next n status packets leave with a wrong checksum),
-``set_temperature(id, celsius)``, ``set_voltage(id, decivolts)``, ``remove_servo(id)``.
+``set_temperature(id, celsius)``, ``set_voltage(id, decivolts)``, ``remove_servo(id)``; and an
+operator's hand: ``move_by_hand(id, present_position)`` (a leader arm's servo, torque off).
 
 Every instruction packet received is logged with its ``time.monotonic()`` arrival time, so tests
 and benchmarks measure latency on the emulator's side of the bus.
@@ -331,6 +332,13 @@ class FeetechBusEmulator:
     def set_voltage(self, servo_id: int, decivolts: int) -> None:
         with self.lock:
             self.servos[servo_id].table[A_VOLTAGE] = int(decivolts)
+
+    def move_by_hand(self, servo_id: int, present_position: int) -> None:
+        """An operator moves a servo (a leader arm's, torque off) so it reads ``present_position``."""
+        with self.lock:
+            s = self.servos[servo_id]
+            s.actual = float((int(present_position) + s.homing_offset) % RESOLUTION)
+            s._update_feedback_registers()
 
     def remove_servo(self, servo_id: int) -> EmulatedServo:
         with self.lock:

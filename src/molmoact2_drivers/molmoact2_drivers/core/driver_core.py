@@ -26,6 +26,20 @@ What the driver guarantees (each one is a test in test_driver_safety_transitions
   fault that names the joint. Grippers are exempt from it and from the relative limit: a grasp
   leaves them short of their target by design.
 
+Teleoperation (``input = "teleop"``): the driver takes a leader arm's targets
+(``on_teleop_target``, wire units, at the leader's rate) instead of chunks, through the same
+arming ramp and the same safety filter, with the same guarantees:
+
+- the first target after a hold (activation, a reset, ``start``, a silent leader) arms: the ramp
+  runs from the last command onto the leader's moving pose, so the follower never jumps to it;
+- every target is clamped to the envelope and every command passes ``SafetyLayer.filter``
+  (velocity, relative-to-measured, limits, workspace);
+- ESTOPPED and ERROR refuse targets and hold the frozen command, as for chunks;
+- a leader silent for longer than ``teleop_timeout_s`` (wall time: a human moves it) makes the
+  driver hold where it is and say why (``watchdog_holds`` counts it); its next target re-arms.
+
+In teleop mode chunks are refused, and in policy mode teleop targets are: one input at a time.
+
 The safe state everywhere is holding with torque on; cutting torque is a separate, explicit call
 (``disable_torque``) because YAM and SO-101 arms have no brakes. Torque at the lifecycle
 transitions is the same for every backend: configure connects, reads and turns torque on holding
@@ -74,6 +88,8 @@ class DriverConfig:
     clock_stall_s: float = 0.5  # wall seconds without node-clock progress before reporting a stall
     tracking_error_max: float = 0.0  # rad, arm joints: measured vs commanded beyond this is a fault; 0: off
     max_relative_target: float = 0.0  # rad, arm joints: a command's largest distance from the measured position; 0: off
+    input: str = "policy"  # "policy" (action chunks) or "teleop" (a leader arm's targets)
+    teleop_timeout_s: float = 0.2  # wall seconds without a leader target before holding; 0: off
     # a node clock reading this far behind the newest one seen is a late reader (the servo thread
     # and a chunk callback race for the lock), not a clock that jumped back
     clock_race_tolerance_s: float = 0.1
@@ -164,6 +180,12 @@ class DriverCore:
         self.steps_remaining = 0
         self.estop_count = 0
         self.events: list[str] = []  # every event, for logs (the node logs and clears)
+        if config.input not in ("policy", "teleop"):
+            raise ValueError(f"driver input {config.input!r}: must be policy or teleop")
+        self.teleop_target: np.ndarray | None = None  # the newest leader target (this arm's joints, envelope-clamped)
+        self._teleop_wall: float | None = None  # time.monotonic() of the newest accepted leader target
+        self._teleop_refusal = ""  # the last refusal reported (one event per reason, not one per target)
+        self.teleop_targets_received = 0
 
     # -- events -----------------------------------------------------------------------------
     def _event(self, text: str) -> str:
@@ -258,6 +280,8 @@ class DriverCore:
         c = self.counters
         if not self.active:
             return False, "driver is not active"
+        if self.config.input == "teleop":
+            return False, "driver input is teleop (a leader arm): chunks are not taken"
         if self.estop_latched:
             return False, "e-stop latched (call reset)"
         if self.state == DriverState.ERROR:
@@ -316,6 +340,57 @@ class DriverCore:
             if self._heartbeat_lost:
                 self._heartbeat_lost = False
                 self._event("operator heartbeat back: waiting for the next chunk")
+
+    def on_teleop_target(self, joint_names: list[str], positions, now: float, wall: float) -> ServiceResult:
+        """A leader arm's target (wire units). Arms from a hold, else becomes the followed target."""
+        with self.lock:
+            now = self._monotone(now)
+            self.teleop_targets_received += 1
+            ok, why = self._accept_teleop(list(joint_names), positions, now, wall)
+            if not ok:
+                if why != self._teleop_refusal:
+                    self._teleop_refusal = why
+                    self._event(f"teleop target refused: {why}")
+                return ServiceResult(False, why)
+            self._teleop_refusal = ""
+            return ServiceResult(True, why)
+
+    def _accept_teleop(self, names: list[str], positions, now: float, wall: float) -> tuple[bool, str]:
+        if self.config.input != "teleop":
+            return False, "driver input is policy (chunks): set input:=teleop to follow a leader"
+        if not self.active:
+            return False, "driver is not active"
+        if self.estop_latched:
+            return False, "e-stop latched (call reset)"
+        if self.state == DriverState.ERROR:
+            return False, f"driver in error: {self.error} (call reset)"
+        if len(set(names)) != len(names):
+            return False, f"duplicate joint names: {', '.join(sorted({n for n in names if names.count(n) > 1}))}"
+        missing = [j for j in self.joint_names if j not in names]
+        if missing:
+            return False, f"joints of arm '{self.arm_name}' missing from the leader's target: {', '.join(missing)}"
+        values = np.asarray(positions, dtype=np.float64).ravel()
+        if values.size != len(names):
+            return False, f"{values.size} positions for {len(names)} joint names"
+        mine = values[[names.index(j) for j in self.joint_names]]
+        if not np.all(np.isfinite(mine)):
+            self.counters.refusals_nonfinite += 1
+            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(mine))]
+            return False, f"NaN/inf target for {', '.join(bad)}"
+        if self.actuation_enabled and not self.operator_started:
+            return False, "waiting for the operator's start"
+        if self.config.heartbeat_timeout_s > 0 and self._heartbeat_lost:
+            return False, "operator heartbeat lost"
+        clamped, _ = self.safety.clamp_to_envelope(mine[None, :])
+        self.teleop_target = np.asarray(clamped, dtype=np.float64)[0].copy()
+        self._teleop_wall = wall
+        if self.state in (DriverState.ARMING, DriverState.EXECUTING):
+            return True, "following"
+        # from a hold: ramp from the last command onto the leader's pose, never a jump
+        self.hold_target = None
+        duration = self.ramp.start(now, self.last_command, self.teleop_target)
+        self.state = DriverState.ARMING
+        return True, self._event(f"teleop: arming onto the leader over {duration:.2f} s")
 
     def on_estop(self, now: float) -> None:
         """Latch the e-stop: hold from the next tick on, refuse chunks until reset."""
@@ -456,6 +531,7 @@ class DriverCore:
             self._watch_clock(now, wall)
             self._watch_heartbeat(wall)
             self._watch_chunks(now)
+            self._watch_teleop(wall)
             self._watch_tracking(measured)
             if self.state in (DriverState.ESTOPPED, DriverState.ERROR):
                 cmd = self._held_command(measured)
@@ -482,6 +558,8 @@ class DriverCore:
             return self.frozen if self.frozen is not None else self.last_command
         if self.state not in (DriverState.ARMING, DriverState.EXECUTING):
             return self.last_command if self.hold_target is None else self.hold_target
+        if self.config.input == "teleop":
+            return self._teleop_desired(now)
         r = self.executor.target(now)
         self.active_sequence = r.active_sequence
         self.steps_remaining = r.steps_remaining
@@ -499,6 +577,27 @@ class DriverCore:
                 self._event(f"armed: executing chunk {r.active_sequence}")
             return cmd
         return r.target
+
+    def _teleop_desired(self, now: float) -> np.ndarray:
+        target = self.teleop_target
+        if target is None:
+            self._hold("teleop: no leader target: holding")
+            return self.last_command
+        if self.state == DriverState.ARMING:
+            cmd, done = self.ramp.command(now, target)
+            if done:
+                self.state = DriverState.EXECUTING
+                self._event("teleop: armed, following the leader")
+            return cmd
+        return target
+
+    def _watch_teleop(self, wall: float) -> None:
+        t = self.config.teleop_timeout_s
+        if (t > 0 and self.config.input == "teleop" and self.state in (DriverState.ARMING, DriverState.EXECUTING)
+                and self._teleop_wall is not None and wall - self._teleop_wall > t):
+            self.counters.watchdog_holds += 1
+            self._hold(f"teleop: no leader target for {wall - self._teleop_wall:.2f} s (teleop watchdog {t} s): "
+                       "holding (the leader's next target re-arms)")
 
     def _watch_chunks(self, now: float) -> None:
         t = self.config.chunk_timeout_s
@@ -629,5 +728,6 @@ class DriverCore:
                 "active_sequence": self.active_sequence,
                 "steps_remaining": self.steps_remaining,
                 "last_event": self.last_event,
+                "input": self.config.input,
                 **self.counters.as_dict(),
             }

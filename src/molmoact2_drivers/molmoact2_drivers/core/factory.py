@@ -110,6 +110,8 @@ def build_driver(
         arming_speed_scale=float(p.get("arming_speed_scale", 0.5)),
         tracking_error_max=float(safety_cfg.get("tracking_error_max_rad", 0.0) or 0.0),
         max_relative_target=float(safety_cfg.get("max_relative_target_rad", 0.0) or 0.0),
+        input=str(p.get("input", "policy") or "policy"),
+        teleop_timeout_s=float(p.get("teleop_timeout_s", 0.2)),
     )
     return DriverCore(arm.name, joints, embodiment.joint_names, backend, safety, config, vmax, arm.gripper)
 

@@ -6,7 +6,9 @@ deactivate stops executing and holds with torque on; cleanup / shutdown hold and
 
 Topics (relative names: remap or namespace per arm):
   subscribes  action_chunk (molmoact2_msgs/ActionChunk), heartbeat (std_msgs/Empty),
-              estop (std_msgs/Bool, volatile; true latches until ~/reset)
+              estop (std_msgs/Bool, volatile; true latches until ~/reset),
+              teleop_target (sensor_msgs/JointState, wire units, a leader arm's targets; followed
+              only with input:=teleop, through the same arming ramp and safety filter)
   publishes   joint_states (sensor_msgs/JointState, servo rate), driver_status (DriverStatus,
               latched), commanded_joint_states (what was sent, or in shadow mode would have been)
 Services (std_srvs/Trigger, private): ~/start, ~/stop, ~/enable (actuation on), ~/disable
@@ -75,6 +77,10 @@ PARAMS = [
     ParamSpec("peer_commands_topic", str, "", "the other arm's commanded_joint_states, for the minimum arm distance ('' = none: "
               "refused at configure when the embodiment sets safety.min_arm_distance_m, unless min_arm_distance_check is false)"),
     ParamSpec("min_arm_distance_check", bool, True, "check safety.min_arm_distance_m against the other arm (false only for an arm that runs alone)"),
+    ParamSpec("input", str, "policy", "what the arm follows: policy (action_chunk) or teleop (teleop_target from a leader arm, "
+              "same arming ramp and safety filter; chunks are then refused)", choices=("policy", "teleop")),
+    ParamSpec("teleop_timeout_s", float, 0.2, "teleop watchdog: hold when the leader sent no target for this long (wall time); 0 = off",
+              non_negative, ">= 0"),
     ParamSpec("status_rate_hz", float, 2.0, "driver_status rate (also published on every change)", positive, "> 0"),
     ParamSpec("autostart", str, "none", "lifecycle transitions to run at start", choices=("none", "configure", "activate")),
     ParamSpec("servo_thread_priority", int, 0, "SCHED_FIFO priority of the servo thread (1-99; 0 = normal scheduling); needs CAP_SYS_NICE or an rtprio limit",
@@ -103,6 +109,7 @@ class DriverNode(StackLifecycleNode):
         self.create_subscription(ActionChunk, "action_chunk", self._on_chunk, qos.ACTION_CHUNK)
         self.create_subscription(Empty, "heartbeat", self._on_heartbeat, qos.HEARTBEAT)
         self.create_subscription(Bool, "estop", self._on_estop, qos.ESTOP)
+        self.create_subscription(JointState, "teleop_target", self._on_teleop_target, qos.JOINT_STATE)
         for name, fn in (("start", "start"), ("stop", "stop"), ("enable", "enable"), ("disable", "disable"),
                          ("disable_torque", "disable_torque"), ("reset", "reset")):
             self.create_service(Trigger, f"~/{name}", self._service(fn))
@@ -219,6 +226,14 @@ class DriverNode(StackLifecycleNode):
                                       np.asarray(msg.positions, dtype=np.float64), int(msg.sequence)), self._now())
         self._log_events()
 
+    def _on_teleop_target(self, msg: JointState) -> None:
+        if self.core is None:
+            return
+        self.core.on_teleop_target(list(msg.name), np.asarray(msg.position, dtype=np.float64), self._now(), time.monotonic())
+        if self.core.events:
+            self._log_events()
+            self._publish_status()
+
     def _on_heartbeat(self, msg: Empty) -> None:
         if self.core is not None:
             self.core.on_heartbeat(time.monotonic())
@@ -250,7 +265,7 @@ class DriverNode(StackLifecycleNode):
                 response.success, response.message = False, "driver is not configured"
                 return response
             if name == "disable_torque":
-                self.get_logger().warn("disable_torque: cutting torque; YAM and SO-101 arms have no brakes and drop under gravity")
+                self.get_logger().warning("disable_torque: cutting torque; YAM and SO-101 arms have no brakes and drop under gravity")
             result = getattr(self.core, name)()
             response.success, response.message = result.success, result.message
             self._log_events()
@@ -264,7 +279,7 @@ class DriverNode(StackLifecycleNode):
         if self.p["servo_thread_priority"] > 0:
             refused = set_current_thread_realtime(self.p["servo_thread_priority"])
             if refused:
-                self.get_logger().warn(f"servo loop runs at normal priority: {refused}")
+                self.get_logger().warning(f"servo loop runs at normal priority: {refused}")
         run_at_deadlines(self._tick, period, self._loop_stop,
                          on_error=lambda exc: self.get_logger().error(f"servo loop: {exc}", throttle_duration_sec=1.0))
 
@@ -300,7 +315,7 @@ class DriverNode(StackLifecycleNode):
         for e in self.core.take_events():
             if any(w in e for w in ("refused", "E-STOP", "fault", "lost", "watchdog", "TORQUE", "workspace", "non-finite",
                                     "stalled", "not advanced", "tracking", "away from", "cannot be checked")):
-                self.get_logger().warn(e)
+                self.get_logger().warning(e)
             else:
                 self.get_logger().info(e)
 
