@@ -70,7 +70,7 @@ class StackLifecycleNode(LifecycleNode):
                 try:
                     trigger()
                 except Exception as exc:  # never mask the shutdown path
-                    self.get_logger().warn(f"stopping: {exc}")
+                    self.get_logger().warning(f"stopping: {exc}")
 
     def schedule_autostart(self, mode: str, clock=None) -> None:
         """Run ``configure`` (and ``activate`` when mode is 'activate') once spinning starts, for
