@@ -170,8 +170,10 @@ class CameraNode(Node):
             if frame is None:
                 self.stop_event.wait(0.05)
                 continue
+            # stamped at capture, not after decoding (camera_sources: ``last_capture``)
+            captured_ago_ns = int(max(0.0, time.monotonic() - src.last_capture) * 1e9)
             try:
-                self._ingest(camera, image_codec.as_rgb8(frame), self._now_ns(), "")
+                self._ingest(camera, image_codec.as_rgb8(frame), self._now_ns() - captured_ago_ns, "")
             except image_codec.ImageCodecError as exc:
                 self._refuse(camera, "pulled", exc)
         src.close()

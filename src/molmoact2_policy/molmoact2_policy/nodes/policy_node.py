@@ -117,9 +117,9 @@ class _Sink:
     def warn(self, key: str, message: str) -> None:
         self.node._refusals += 1
         if key == "stale":
-            self.node.get_logger().warn(message, throttle_duration_sec=2.0)
+            self.node.get_logger().warning(message, throttle_duration_sec=2.0)
         else:
-            self.node.get_logger().warn(message, throttle_duration_sec=1.0)
+            self.node.get_logger().warning(message, throttle_duration_sec=1.0)
 
 
 class PolicyNode(StackLifecycleNode):
@@ -242,7 +242,7 @@ class PolicyNode(StackLifecycleNode):
             backend.predict(PolicyRequest(images=images, state=state, instruction="warm up", norm_tag=io.norm_tag,
                                           camera_names=list(io.camera_order), seed=0))
         except BackendUnavailable as exc:  # a remote server may come up later: the loop retries
-            self.get_logger().warn(f"warm-up call failed ({exc}); inference will retry with backoff")
+            self.get_logger().warning(f"warm-up call failed ({exc}); inference will retry with backoff")
             return
         finally:
             backend.reset()
@@ -284,7 +284,7 @@ class PolicyNode(StackLifecycleNode):
         try:
             msg = deserialize_message(data, Observation)
         except Exception as exc:  # a malformed message never kills the node
-            self.get_logger().warn(f"cannot deserialise an Observation: {exc}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"cannot deserialise an Observation: {exc}", throttle_duration_sec=2.0)
             return
         t1 = time.perf_counter()
         if self.runtime is None or not self.runtime.active:
@@ -293,7 +293,7 @@ class PolicyNode(StackLifecycleNode):
             arr = observation_msg_to_arrays(msg)
         except ValueError as exc:
             self._refusals += 1
-            self.get_logger().warn(f"observation refused: {exc}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"observation refused: {exc}", throttle_duration_sec=2.0)
             return
         stamp = arr.stamp_ns
         main = self.io.camera_order[0]
@@ -304,7 +304,7 @@ class PolicyNode(StackLifecycleNode):
         sources, source_stamps = list(arr.joint_sources), list(arr.joint_source_stamps_ns)
         if len(source_stamps) != len(sources):
             self._refusals += 1
-            self.get_logger().warn(f"observation refused: {len(sources)} joint-state sources "
+            self.get_logger().warning(f"observation refused: {len(sources)} joint-state sources "
                                    f"({', '.join(sources)}) but {len(source_stamps)} stamps", throttle_duration_sec=2.0)
             return
         if not sources and arr.joints.stamp_ns > 0:  # not from the camera node: the merged state's own stamp
