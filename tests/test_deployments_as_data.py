@@ -84,7 +84,10 @@ def test_every_executable_params_file_and_rviz_config_exists(deployment):
                         load_embodiment(p[key])
 
 
-@pytest.mark.parametrize("deployment", [d for d in DEPLOYMENTS if d != "replay"])
+TELEOP = [d for d in DEPLOYMENTS if d.endswith("_teleop")]
+
+
+@pytest.mark.parametrize("deployment", [d for d in DEPLOYMENTS if d != "replay" and d not in TELEOP])
 def test_lifecycle_manager_brings_up_policy_before_drivers(deployment):
     graph = load_deployment(deployment)
     manager = [e for e in launch_entities(graph) if e["executable"] == "lifecycle_manager"]
@@ -93,6 +96,19 @@ def test_lifecycle_manager_brings_up_policy_before_drivers(deployment):
     assert nodes[0].endswith("/policy")
     assert all("driver" in n for n in nodes[1:])
     assert manager[0]["parameters"][0]["arm_drivers"] == nodes[1:]
+
+
+@pytest.mark.parametrize("deployment", TELEOP)
+def test_teleop_deployment_pairs_each_leader_with_a_teleop_driver_in_its_namespace(deployment):
+    graph = load_deployment(deployment, {"namespace": "robot"})
+    assert not [n for n in graph.nodes if n.executable == "policy_node"]
+    drivers = [n for n in graph.nodes if n.executable == "driver_node"]
+    leaders = [n for n in graph.nodes if n.executable == "leader_node"]
+    assert drivers and len(leaders) == len(drivers)
+    assert all(d.parameters["input"] == "teleop" for d in drivers)
+    assert sorted(d.namespace for d in drivers) == sorted(le.namespace for le in leaders)
+    manager = [e for e in launch_entities(graph) if e["executable"] == "lifecycle_manager"]
+    assert manager[0]["parameters"][0]["nodes"] == [d.fully_qualified_name for d in drivers]
 
 
 def test_bimanual_yam_runs_one_driver_per_arm_on_the_shared_chunk_topic():
