@@ -38,7 +38,7 @@ from molmoact2_common.embodiment import load_embodiment
 from support.ros_harness import ROOT
 
 DEPLOYMENTS = sorted(p.stem for p in deployments_dir().glob("*.yaml"))
-HARDWARE = ["so101", "franka_droid", "yam_bimanual"]
+HARDWARE = ["so101", "franka_droid", "yam_bimanual", "so101_teleop", "yam_bimanual_teleop"]
 
 
 # --- launch_ros's parameter rules --------------------------------------------------------------
