@@ -79,12 +79,18 @@ class FeetechLeader(LeaderSource):
                  gripper: str | None = "gripper", model: str = "so101", calibration_names: list[str] | None = None,
                  baudrate: int = 1_000_000, read_retries: int = 2, packet_timeout_ms: float = 20.0) -> None:
         super().__init__(name, joint_names)
-        from .backends.feetech import FeetechBackend, load_calibration
+        from .backends.feetech import CalibrationError, FeetechBackend, load_calibration
 
         self.calibration_path = str(calibration)
+        try:
+            table = load_calibration(calibration)
+        except CalibrationError as exc:
+            raise CalibrationError(f"leader '{name}': {str(exc).split(': run ')[0]} (calibrate the leader with "
+                                   f"lerobot-calibrate --teleop.type={model}_leader --teleop.id=<id>, then pass its id "
+                                   "or the file: leader_id:= / leader_calibration:=)") from None
         # configure=False: LeRobot's follower PID/acceleration set-up is not a leader's business;
         # the calibration file is written to the servos when they differ (as lerobot-calibrate does)
-        self.bus = FeetechBackend(name, joint_names, port=port, calibration=load_calibration(calibration),
+        self.bus = FeetechBackend(name, joint_names, port=port, calibration=table,
                                   calibration_names=calibration_names, gripper=gripper, model=model, baudrate=baudrate,
                                   read_retries=read_retries, packet_timeout_ms=packet_timeout_ms,
                                   write_calibration=True, configure=False)
