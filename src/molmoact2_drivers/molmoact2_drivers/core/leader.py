@@ -16,9 +16,11 @@ Sources:
   (``so100_leader`` for SO-100): the default looks in both.
 - ``YamLeader``: a YAM arm in i2rt's gravity-compensation idle (it floats and the operator moves
   it), through the i2rt YAM backend. i2rt supports a teaching handle as the leader's end
-  effector (``gripper_type: yam_teaching_handle``: a passive encoder on the same CAN bus whose
-  trigger i2rt reports as the gripper position); with it the gripper target is that reading
-  mapped onto 0..1, without one (``no_gripper``) the gripper target is a fixed value.
+  effector (``gripper_type: yam_teaching_handle``: a passive encoder board on the same CAN bus,
+  read by i2rt's chain as its "same bus device"); with it the gripper target is
+  ``1 - trigger position``, clipped to 0..1 (the mapping i2rt's own minimum_gello leader uses for
+  the follower's normalised gripper command, 1 = open); without one (``no_gripper``) the gripper
+  target is a fixed opening.
 
 ``LeaderCore`` polls a source at its rate and reports, once per change, a leader that went
 away (cable pulled, bus down) and one that came back: the node publishes no target while the
@@ -119,8 +121,7 @@ class YamLeader(LeaderSource):
     """A YAM arm in i2rt's gravity-compensation idle; with a teaching handle, its trigger is the gripper."""
 
     def __init__(self, name: str, joint_names: list[str], *, channel: str, arm_type: str = "yam",
-                 gripper_type: str = "yam_teaching_handle", gripper_range: tuple[float, float] = (0.0, 1.0),
-                 fixed_gripper: float = 1.0, bringup_timeout_s: float = 15.0, feedback_timeout_s: float = 0.1,
+                 gripper_type: str = "yam_teaching_handle", fixed_gripper: float = 1.0, bringup_timeout_s: float = 15.0, feedback_timeout_s: float = 0.1,
                  require_motor_timeout: bool = True) -> None:
         super().__init__(name, joint_names)
         if gripper_type not in ("yam_teaching_handle", "no_gripper"):
@@ -131,9 +132,6 @@ class YamLeader(LeaderSource):
         from .backends.i2rt_yam import YamBackend
 
         self.gripper_type = gripper_type
-        self.gripper_range = (float(gripper_range[0]), float(gripper_range[1]))
-        if self.gripper_range[0] == self.gripper_range[1]:
-            raise BackendError(f"YAM leader '{name}': gripper_range needs two different values")
         self.fixed_gripper = float(fixed_gripper)
         self.arm = YamBackend(name, joint_names[:6], channel=channel, arm_type=arm_type, gripper_type=gripper_type,
                               bringup_timeout_s=bringup_timeout_s, feedback_timeout_s=feedback_timeout_s,
@@ -150,11 +148,10 @@ class YamLeader(LeaderSource):
             raise BackendError(health.message)
         grip = self.fixed_gripper
         if self.gripper_type == "yam_teaching_handle":
-            obs = self.arm.robot.get_observations()
-            raw = np.asarray(obs.get("gripper_pos", []), dtype=np.float64).ravel()
-            if raw.size:
-                lo, hi = self.gripper_range
-                grip = float(np.clip((raw[0] - lo) / (hi - lo), 0.0, 1.0))
+            infos = self.arm.robot.motor_chain.get_same_bus_device_states()
+            if not infos:
+                raise BackendError(f"YAM leader '{self.name}': no reading from the teaching handle's encoder")
+            grip = float(np.clip(1.0 - float(infos[0].position), 0.0, 1.0))
         return np.concatenate([joints, [grip]])
 
     def close(self) -> None:
@@ -222,14 +219,12 @@ def create_leader(kind: str, name: str, joint_names: list[str], options: dict[st
         calibration = opts.pop("calibration", "") or default_leader_calibration(model, leader_id)
         return FeetechLeader(name, joint_names, calibration=calibration, model=model, **opts)
     if kind == "yam":
-        known = {"channel", "arm_type", "gripper_type", "gripper_range", "fixed_gripper", "bringup_timeout_s",
+        known = {"channel", "arm_type", "gripper_type", "fixed_gripper", "bringup_timeout_s",
                  "feedback_timeout_s", "require_motor_timeout"}
         unknown = sorted(set(opts) - known)
         if unknown:
             raise BackendError(f"leader '{name}': unknown yam leader option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         if not opts.get("channel"):
             raise BackendError(f"leader '{name}': the yam leader needs a CAN channel (e.g. can_leader_left)")
-        if "gripper_range" in opts:
-            opts["gripper_range"] = tuple(opts["gripper_range"])
         return YamLeader(name, joint_names, **opts)
     raise BackendError(f"leader '{name}': unknown leader type '{kind}' (feetech, yam)")

@@ -44,7 +44,7 @@ PARAMS = [
     ParamSpec("arm", str, "", "the follower arm this leader drives ('' = the embodiment's only arm)"),
     ParamSpec("leader_type", str, "feetech", "feetech (SO-100/101 leader, torque off) or yam (a YAM in gravity compensation, i2rt)",
               choices=("feetech", "yam")),
-    ParamSpec("leader_options", str, "", "JSON object: feetech {port, calibration | id, model, ...}; yam {channel, gripper_type, gripper_range, ...}"),
+    ParamSpec("leader_options", str, "", "JSON object: feetech {port, calibration | id, model, ...}; yam {channel, arm_type, gripper_type, fixed_gripper, ...}"),
     ParamSpec("rate_hz", float, 0.0, "read and publish rate; 0 = the embodiment's servo_rate_hz", non_negative, ">= 0"),
     ParamSpec("reconnect_interval_s", float, 1.0, "a leader that cannot be opened is retried this often", positive, "> 0"),
     ParamSpec("status_rate_hz", float, 2.0, "teleop_status rate (also published on every change)", positive, "> 0"),
