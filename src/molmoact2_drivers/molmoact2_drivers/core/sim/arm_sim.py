@@ -112,6 +112,22 @@ class ArmSim:
                 self.data.qpos[self.g_qadr] = spec.gripper_closed + q0[gripper_index] * (spec.gripper_open - spec.gripper_closed)
         mujoco.mj_forward(self.model, self.data)
         self.set_target(q0)
+        self.home_position = self.target.copy()
+        self._home_qpos = self.data.qpos.copy()  # the whole model's initial state (objects included)
+
+    def home(self) -> None:
+        """The arm at its initial pose, at rest, targeting it (other bodies keep their state)."""
+        d = self.data
+        d.qpos[self.qadr] = self._home_qpos[self.qadr]
+        d.qvel[self.dadr] = 0.0
+        if self.g_qadr >= 0:
+            d.qpos[self.g_qadr] = self._home_qpos[self.g_qadr]
+        if self.gripper_index is not None:
+            self.virtual_gripper = float(self.home_position[self.gripper_index])
+        d.qfrc_applied[:] = 0.0
+        d.qacc_warmstart[:] = 0.0
+        self.set_target(self.home_position)
+        self.mj.mj_forward(self.model, d)
 
     def _id(self, kind, name: str) -> int:
         i = self.mj.mj_name2id(self.model, kind, name)

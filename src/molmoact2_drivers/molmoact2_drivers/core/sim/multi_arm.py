@@ -64,10 +64,13 @@ class MultiArmSim:
     """
 
     def __init__(self, embodiment, arm_names: Sequence[str] = (), sim_model: str = "",
-                 initial: np.ndarray | None = None) -> None:
+                 initial: np.ndarray | None = None, markers: Sequence = ()) -> None:
         import mujoco
 
         self.mj = mujoco
+        # visual-only mocap spheres in the built render scene (core.sim.tasks.Marker): name -> mocap id
+        self._marker_specs = list(markers)
+        self.markers: dict[str, int] = {}
         self.embodiment = embodiment
         known = [a.name for a in embodiment.arms]
         unknown = [a for a in arm_names if a not in known]
@@ -96,6 +99,9 @@ class MultiArmSim:
         if len(steps) != 1:
             raise SimModelError(f"the arms' MuJoCo models have different timesteps {sorted(steps)}: they cannot share one clock")
         own_cameras = self.sims[0].camera_names() if len(self.sims) == 1 else []
+        if own_cameras and self._marker_specs:
+            raise SimModelError(f"markers {[m.name for m in self._marker_specs]} need the built render scene "
+                                f"(several arms, or a model without cameras); '{self.sims[0].spec.name}' renders its own scene")
         if own_cameras:
             self.scene_model, self.scene_data = self.sims[0].model, self.sims[0].data
             self._copy: list[tuple[ArmSim, np.ndarray, np.ndarray]] = []
@@ -103,6 +109,9 @@ class MultiArmSim:
         else:
             self.scene_model = self._build_scene()
             self.scene_data = mujoco.MjData(self.scene_model)
+            for mk in self._marker_specs:
+                b = mujoco.mj_name2id(self.scene_model, mujoco.mjtObj.mjOBJ_BODY, mk.name)
+                self.markers[mk.name] = int(self.scene_model.body_mocapid[b])
             self._copy = self._joint_copies()
             self.built_scene = True
             self.sync_scene()
@@ -132,6 +141,23 @@ class MultiArmSim:
     def step(self, n: int = 1) -> None:
         for s in self.sims:
             s.step(n)
+
+    def home(self) -> None:
+        """Every arm back at its initial pose, at rest, its target there too."""
+        for s in self.sims:
+            s.home()
+
+    def forward(self) -> None:
+        """Recompute derived quantities (positions, contacts) after the state was set directly."""
+        for s in self.sims:
+            self.mj.mj_forward(s.model, s.data)
+        self.sync_scene()
+
+    def set_marker(self, name: str, xyz) -> None:
+        """Move a marker of the built render scene to world ``xyz``."""
+        if name not in self.markers:
+            raise KeyError(f"no marker '{name}' (markers: {', '.join(self.markers) or 'none'})")
+        self.scene_data.mocap_pos[self.markers[name]] = np.asarray(xyz, dtype=np.float64)
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         parts = [s.read() for s in self.sims]
@@ -167,6 +193,10 @@ class MultiArmSim:
                     pos=[work[0], work[1], center[2] + 0.025])
         wb.add_light(name="sun", pos=[center[0], center[1], center[2] + 2.5], dir=[0.0, 0.0, -1.0],
                      diffuse=[0.8, 0.8, 0.8])
+        for mk in self._marker_specs:
+            body = wb.add_body(name=mk.name, mocap=True, pos=[work[0], work[1], center[2] + 0.15])
+            body.add_geom(name=f"{mk.name}_geom", type=mj.mjtGeom.mjGEOM_SPHERE, size=[mk.radius, 0.0, 0.0],
+                          rgba=list(mk.rgba), contype=0, conaffinity=0)
         eye = center + np.array([-0.35, 0.0, 0.85])
         wb.add_camera(name=OVERVIEW, pos=eye.tolist(), xyaxes=_lookat_xyaxes(eye, work), fovy=60)
         try:

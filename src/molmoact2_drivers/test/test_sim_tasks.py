@@ -1,0 +1,102 @@
+"""Simulated tasks (core.sim.tasks) and the scripted expert (core.expert), without ROS: the success
+detector counts a scripted success and not a miss, and a seed fixes the scene."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco")
+
+from molmoact2_common.embodiment import load_embodiment  # noqa: E402
+from molmoact2_drivers.core.expert import ScriptedExpert  # noqa: E402
+from molmoact2_drivers.core.sim.models import SimModelError  # noqa: E402
+from molmoact2_drivers.core.sim.multi_arm import MultiArmSim  # noqa: E402
+from molmoact2_drivers.core.sim.tasks import make_task  # noqa: E402
+
+
+def _setup(emb_name: str, task_name: str):
+    emb = load_embodiment(emb_name)
+    task = make_task(task_name, emb_name)
+    sim = MultiArmSim(emb, markers=task.markers(emb))
+    task.check(sim)
+    return emb, sim, task
+
+
+def _run_plan(sim, task, plan, extra_s: float = 1.0):
+    status = task.evaluate(sim)
+    while sim.time < plan.end + extra_s:
+        q = plan.sample(sim.time)
+        for a in sim.arms:
+            sim.set_target(a.name, q[sim.slices[a.name]])
+        sim.step(5)
+        status = task.evaluate(sim)
+        if status.success:
+            break
+    return status
+
+
+def test_touch_cube_success_counts_a_scripted_success_and_not_a_miss():
+    emb, sim, task = _setup("so101", "touch_cube")
+    expert = ScriptedExpert(emb)
+    task.reset(sim, 3)
+    assert not task.evaluate(sim).success
+    plan = expert.plan_reach(sim.read()[0], sim.time, task.goals)
+    hit = _run_plan(sim, task, plan)
+    assert hit.success and hit.touching
+    assert hit.success_time is not None and hit.success_time > 0
+    # the same seed again, the expert aims 10 cm to the side of the cube: a miss
+    task.reset(sim, 3)
+    assert not task.evaluate(sim).success  # a reset clears the latched success
+    block = np.asarray(task.goals["arm"])
+    miss_goal = block + np.array([0.0, 0.10 if block[1] < 0 else -0.10, 0.0])
+    plan = expert.plan_reach(sim.read()[0], sim.time, {"arm": miss_goal})
+    miss = _run_plan(sim, task, plan)
+    assert not miss.success and not miss.contact
+    assert miss.distances["arm"] > 0.08
+    np.testing.assert_allclose(miss.tips["arm"], miss_goal, atol=0.02)  # it did reach where it aimed
+
+
+def test_task_randomisation_is_deterministic_for_a_seed():
+    _, sim, task = _setup("so101", "touch_cube")
+    _, sim2, task2 = _setup("so101", "touch_cube")
+    placed = {}
+    for seed in (0, 1, 2, 0):
+        task.reset(sim, seed)
+        placed.setdefault(seed, []).append(task.evaluate(sim).objects["block"])
+    task2.reset(sim2, 1)
+    placed[1].append(task2.evaluate(sim2).objects["block"])
+    np.testing.assert_allclose(placed[0][0], placed[0][1])
+    np.testing.assert_allclose(placed[1][0], placed[1][1])
+    assert np.linalg.norm(np.subtract(placed[0][0][:2], placed[1][0][:2])) > 1e-3
+    assert np.linalg.norm(np.subtract(placed[1][0][:2], placed[2][0][:2])) > 1e-3
+    for p in (placed[0][0], placed[1][0], placed[2][0]):
+        assert 0.20 <= p[0] <= 0.30 and -0.10 <= p[1] <= 0.10
+    # the episode counter advances on every reset
+    assert task.episode == 3
+
+
+def test_yam_reach_targets_success_detector():
+    emb, sim, task = _setup("yam_bimanual", "reach_targets")
+    expert = ScriptedExpert(emb)
+    task.reset(sim, 5)
+    goals = {k: np.asarray(v) for k, v in task.goals.items()}
+    # the markers are where the targets are, in the rendered scene
+    for arm, g in goals.items():
+        np.testing.assert_allclose(sim.scene_data.mocap_pos[sim.markers[f"{arm}_target"]], g)
+    # only the left arm reaches: no success
+    plan = expert.plan_reach(sim.read()[0], sim.time, {"left": goals["left"]}, approach=False)
+    one = _run_plan(sim, task, plan)
+    assert not one.success and one.distances["left"] < task.radius_m < one.distances["right"]
+    # both reach: success
+    plan = expert.plan_reach(sim.read()[0], sim.time, goals, approach=False)
+    both = _run_plan(sim, task, plan)
+    assert both.success
+    assert max(both.distances.values()) <= task.radius_m
+
+
+def test_a_task_on_the_wrong_embodiment_is_refused_naming_both():
+    with pytest.raises(SimModelError, match="touch_cube.*so101.*yam_bimanual"):
+        make_task("touch_cube", "yam_bimanual")
+    with pytest.raises(SimModelError, match="unknown task 'fly'"):
+        make_task("fly", "so101")
