@@ -189,3 +189,85 @@ def test_tracker_parameters_are_validated():
         cm.ChangeMaskTracker([])
     with pytest.raises(cm.ChangeMaskError, match="threshold"):
         cm.ChangeMaskTracker(["a"], threshold=1.5)
+
+
+def _pil_bilinear(image, w, h):
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
+@pytest.mark.parametrize("shape", [(360, 640), (480, 640), (320, 640), (1, 640), (37, 640), (361, 1280), (50, 16)])
+def test_halving_width_in_numpy_equals_pils_bilinear_resize(shape):
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    h, w = shape
+    tw = w // 2
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8), np.full((h, w, 3), 255, np.uint8),
+              np.zeros((h, w, 3), np.uint8),
+              (rng.integers(0, 2, (h, w, 3)) * 255).astype(np.uint8)]  # 0/255 checkerboard: rounding extremes
+    for img in images:
+        half = cm._halve_width(img)
+        np.testing.assert_array_equal(half, _pil_bilinear(img, tw, h))
+        if tw % 32 == 0:  # resize_for_mask (numpy pass then PIL's vertical pass) equals PIL's one-call resize
+            np.testing.assert_array_equal(cm.resize_for_mask(img, rows=10, cols=tw // 32), _pil_bilinear(img, tw, 320))
+
+
+def test_halving_width_is_used_for_640_wide_frames_and_matches_lerobots_resize():
+    from lerobot.policies.molmoact2.molmoact2_hf_model.modeling_molmoact2 import _resize_depth_reasoning_image
+
+    cur, _ = _near_threshold_pair(360, 640, 11)
+    calls = []
+    orig = cm._halve_width
+    try:
+        cm._halve_width = lambda im: calls.append(im.shape) or orig(im)
+        got = cm.resize_for_mask(cur)
+    finally:
+        cm._halve_width = orig
+    assert calls == [(360, 640, 3)]
+    np.testing.assert_array_equal(got, _resize_depth_reasoning_image(cur, 320))
+
+
+def test_halving_width_reuses_its_buffers_safely_across_shapes_and_threads():
+    import threading
+
+    rng = np.random.default_rng(5)
+    imgs = [rng.integers(0, 256, s, dtype=np.uint8) for s in ((360, 640, 3), (100, 640, 3), (360, 640, 3))]
+    first = [cm._halve_width(i).copy() for i in imgs]
+    # results are fresh arrays, not views of the reused work buffers
+    again = cm._halve_width(imgs[0])
+    np.testing.assert_array_equal(first[0], again)
+    errors = []
+
+    def worker(k):
+        for _ in range(20):
+            if not np.array_equal(cm._halve_width(imgs[k]), first[k]):
+                errors.append(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_tracker_masks_against_a_cached_reference_equal_lerobots_function():
+    """The tracker prepares the reference once and reuses it for every newer frame; each of
+    those masks equals lerobot's function, which resizes both frames every call."""
+    cams = ["top", "left", "right"]
+    cur0, ref = _near_threshold_pair(360, 640, 21)
+    rng = np.random.default_rng(0)
+    currents = [cur0] + [np.clip(cur0.astype(int) + rng.integers(-1, 2, cur0.shape), 0, 255).astype(np.uint8)
+                         for _ in range(3)]
+    tr = cm.ChangeMaskTracker(cams)
+    tr.add_observation(1, {c: ref for c in cams}, {c: 10 for c in cams})
+    tr.set_reference(1)
+    near = 0
+    for k, cur in enumerate(currents):
+        out = tr.add_observation(2 + k, {c: cur for c in cams}, {c: 20 + k for c in cams})
+        assert [r.camera for r in out] == cams
+        want = _lerobot(cur, ref)
+        for r in out:
+            np.testing.assert_array_equal(r.changed, want)
+        near += int((np.abs(out[0].similarity - 0.996) < 1e-4).sum())
+    assert near >= 50

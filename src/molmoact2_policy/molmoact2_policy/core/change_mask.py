@@ -16,10 +16,12 @@ norms are kept and reused for every newer observation, which halves the work per
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 PATCH_SIZE = 32  # lerobot: _DEPTH_REASONING_PATCH_SIZE
 THRESHOLD = 0.996  # lerobot: _DEPTH_REASONING_THRESHOLD
@@ -37,19 +39,81 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return arr
 
 
-def resize_for_mask(image: np.ndarray, rows: int = GRID, cols: int = GRID, patch: int = PATCH_SIZE) -> np.ndarray:
-    """PIL bilinear resize to (rows*patch, cols*patch), skipped when already that size."""
+def _pil_resize(image: np.ndarray, tw: int, th: int) -> np.ndarray:
     from PIL import Image
 
-    image = _check_image(image)
-    th, tw = rows * patch, cols * patch
-    if image.shape[0] == th and image.shape[1] == tw:
-        return image
     image = np.ascontiguousarray(image)
     # frombuffer shares the array's memory (no copy); the pixels PIL resamples are the same
     # as Image.fromarray's, so the result is identical to lerobot's resize.
     pil = Image.frombuffer("RGB", (image.shape[1], image.shape[0]), image, "raw", "RGB", 0, 1)
     return np.asarray(pil.resize((tw, th), Image.BILINEAR))
+
+
+class _HalveBuffers(threading.local):
+    """Work arrays of the 2:1 horizontal pass, kept per thread and per image shape (fresh
+    megabyte-sized arrays each call cost more in page faults than the arithmetic)."""
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, int] | None = None
+
+    def get(self, h: int, w: int):
+        if self.shape != (h, w):
+            n = h * w * 3
+            self.a = np.zeros(n + 9, np.uint16)
+            self.b = np.zeros(n + 9, np.uint16)
+            self.g = np.empty((h, w // 2 - 2), np.dtype("V6"))
+            self.shape = (h, w)
+        return self.a, self.b, self.g
+
+
+_halve_buffers = _HalveBuffers()
+
+
+def _halve_width(image: np.ndarray) -> np.ndarray:
+    """PIL's bilinear resize from width 2w to w at the same height, in integer numpy.
+
+    For an exact 2:1 reduction PIL's bilinear taps are 1/8, 3/8, 3/8, 1/8 (support 2 pixels),
+    which its 22-bit fixed point represents exactly, so an interior output pixel is
+    ``(p[2x-1] + 3 p[2x] + 3 p[2x+1] + p[2x+2] + 4) >> 3`` with the same rounding. The two
+    edge columns (3 taps, weights that are not dyadic) are taken from PIL itself, resizing an
+    8-pixel-wide strip: PIL's taps for those columns depend only on that strip.
+    """
+    h, w, _ = image.shape
+    ow, n = w // 2, h * w * 3
+    a, b, g = _halve_buffers.get(h, w)
+    out = np.empty((h, ow, 3), np.uint8)
+    a[:n] = image.reshape(-1)  # flat (row, column, channel); a[n:] stays zero padding
+    # z[k] = f[k] + 3 f[k+3] + 3 f[k+6] + f[k+9] + 4, built from pairwise sums (3 = one pixel)
+    u = np.add(a[3:], a[:-3], out=b[: n + 6])
+    u += 1
+    v = np.add(u[3:], u[:-3], out=a[: n + 3])
+    z = np.add(v[3:], v[:-3], out=b[:n])
+    # output pixel x (1..ow-2) of row y is z[y*3w + 6x - 3 + c]: copy those 3-value groups
+    # as 6-byte items (one strided copy instead of an inner loop of 3)
+    np.copyto(g, as_strided(z[3:].view(np.dtype("V6")), (h, ow - 2), (w * 6, 12)))
+    np.right_shift(g.view(np.uint16).reshape(h, ow - 2, 3), 3, out=out[:, 1:-1], casting="unsafe")
+    out[:, 0] = _pil_resize(image[:, :8], 4, h)[:, 0]
+    out[:, -1] = _pil_resize(image[:, -8:], 4, h)[:, -1]
+    return out
+
+
+def resize_for_mask(image: np.ndarray, rows: int = GRID, cols: int = GRID, patch: int = PATCH_SIZE) -> np.ndarray:
+    """PIL bilinear resize to (rows*patch, cols*patch), skipped when already that size.
+
+    Bit-exact with ``PIL.Image.resize(..., BILINEAR)``. PIL resamples horizontally first (to
+    uint8) and then vertically; when the width halves exactly (640 -> 320, the YAM cameras)
+    the horizontal pass runs in integer numpy (``_halve_width``, faster than PIL's generic
+    convolution) and PIL does the vertical pass alone (it skips a pass whose size is unchanged).
+    """
+    image = _check_image(image)
+    th, tw = rows * patch, cols * patch
+    h, w = image.shape[:2]
+    if h == th and w == tw:
+        return image
+    if w == 2 * tw and w >= 16:
+        half = _halve_width(np.ascontiguousarray(image))
+        return half if h == th else _pil_resize(half, tw, th)
+    return _pil_resize(image, tw, th)
 
 
 @dataclass(frozen=True)
