@@ -20,6 +20,7 @@ setup(
     entry_points={"console_scripts": [
         "driver_node = molmoact2_drivers.nodes.driver_node:main",
         "mujoco_sim_node = molmoact2_drivers.nodes.mujoco_sim_node:main",
+        "scripted_expert_node = molmoact2_drivers.nodes.scripted_expert_node:main",
         "leader_node = molmoact2_drivers.nodes.leader_node:main",
     ]},
 )

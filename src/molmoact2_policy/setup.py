@@ -31,5 +31,6 @@ setup(
         "molmoact2-evaluate = molmoact2_policy.core.evaluation.cli:evaluate_main",
         "molmoact2-export-lerobot = molmoact2_policy.core.evaluation.cli:export_main",
         "molmoact2-sim = molmoact2_policy.main_job:main",
+        "molmoact2-demos = molmoact2_policy.demos:main",
     ]},
 )

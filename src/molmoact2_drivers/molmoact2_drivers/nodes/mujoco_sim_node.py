@@ -18,7 +18,25 @@ lockstep on one simulated clock (``core.sim.multi_arm``), so a bimanual robot ha
               simulated time), cameras/<name>/image_raw (sensor_msgs/Image rgb8, offscreen-rendered at
               camera_rate_hz of simulated time)
 
-The physics advances with wall time times ``real_time_factor`` on a steady timer; ``paused``
+Tasks (``task``, core.sim.tasks; '' = none): the scene is randomised from ``task_seed`` (episode
+k uses seed ``task_seed + k``) and success is detected from the simulator's state:
+
+  publishes   ~/task/success (std_msgs/Bool, latched: on change and at task_rate_hz), ~/task/state
+              (std_msgs/String, JSON of core.sim.tasks.TaskStatus plus ``phase``: 'resetting' while
+              the services in reset_services answer, then 'running'), and the task's instruction on
+              instruction_topic (std_msgs/String, latched; '' = not published)
+  service     ~/reset_episode (std_srvs/Trigger): every arm to its home pose at rest, the scene
+              re-randomised with the next seed, the next episode published; arm commands are ignored
+              (the arms hold home) until each service of reset_services (std_srvs/Trigger: the
+              drivers' ~/reset, so they hold where the arm now is; the policy's ~/reset) has answered
+
+Pacing: the physics advances with wall time times ``real_time_factor`` on a steady timer, and it
+never steps past a camera frame that is due before rendering it, so cameras render at exactly
+camera_rate_hz of simulated time; when rendering (or the machine) cannot keep up, simulated time
+runs slower than requested instead of dropping frames. ``lockstep``: once a chunk has arrived on
+lockstep_chunk_topic, simulated time stops at that chunk's stamp + lockstep_latency_s until the
+next chunk arrives (inference then looks like lockstep_latency_s of simulated time whatever it
+costs on this machine; lockstep_timeout_s of wall time without a chunk releases it). ``paused``
 stops it (and /clock with it: a driver on use_sim_time then holds). Rendering on CPU is slow
 (the SO-101 meshes: ~0.1-0.25 s for a 160x120 frame here; the YAM scene's three cameras ~0.05 s
 together), so cameras default to a low rate and a small size, with shadows, reflections, skybox
@@ -41,7 +59,8 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.time import Time  # noqa: E402
 from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_msgs.msg import Bool, Float64MultiArray, String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from molmoact2_common import qos  # noqa: E402
@@ -51,6 +70,7 @@ from molmoact2_common.params import ParameterError, ParamSpec, declare_parameter
 
 from ..core.sim.models import SimModelError  # noqa: E402
 from ..core.sim.multi_arm import MultiArmSim  # noqa: E402
+from ..core.sim.tasks import TASKS, make_task  # noqa: E402
 from ..core.sim.trajectory import SimJointTrajectoryController, Trajectory, TrajectoryPoint  # noqa: E402
 
 PARAMS = [
@@ -73,6 +93,22 @@ PARAMS = [
     ParamSpec("initial_position", "float[]", [], "initial joint positions of every simulated joint in embodiment order, wire units "
               "(empty = the model's default pose)"),
     ParamSpec("paused", bool, False, "start paused (no physics, /clock stands still)"),
+    ParamSpec("task", str, "", "task with success detection ('' = none)", choices=("", *sorted(TASKS))),
+    ParamSpec("task_seed", int, 0, "episode k's scene is randomised with seed task_seed + k", non_negative, ">= 0"),
+    ParamSpec("task_rate_hz", float, 10.0, "~/task/state and ~/task/success rate (simulated time; success also on change)",
+              positive, "> 0"),
+    ParamSpec("task_radius_m", float, 0.0, "success distance of the tool point to its goal, m (0 = the task's default)",
+              non_negative, ">= 0"),
+    ParamSpec("task_hold_s", float, -1.0, "seconds the success condition must hold (-1 = the task's default)",
+              lambda v: v >= -1, ">= -1"),
+    ParamSpec("instruction_topic", str, "", "publish the task's instruction here (std_msgs/String, latched); '' = not"),
+    ParamSpec("reset_services", "str[]", [], "std_srvs/Trigger services ~/reset_episode calls after homing the arms "
+              "(the drivers' ~/reset, the policy's ~/reset)"),
+    ParamSpec("reset_timeout_s", float, 5.0, "wall seconds ~/reset_episode waits for reset_services before resuming", positive, "> 0"),
+    ParamSpec("lockstep", bool, False, "hold simulated time at the newest chunk's stamp + lockstep_latency_s until the next chunk"),
+    ParamSpec("lockstep_chunk_topic", str, "action_chunk", "lockstep: the policy's ActionChunk topic"),
+    ParamSpec("lockstep_latency_s", float, 0.1, "lockstep: simulated inference latency, s", positive, "> 0"),
+    ParamSpec("lockstep_timeout_s", float, 3.0, "lockstep: wall seconds without a chunk before the simulation runs free", positive, "> 0"),
 ]
 
 
@@ -90,8 +126,20 @@ class MujocoSimNode(Node):
         n_joints = sum(len(emb.arm(a).joints) for a in self.p["arms"]) if self.p["arms"] else len(emb.joint_names)
         if initial is not None and initial.shape != (n_joints,):
             raise ParameterError(f"parameter 'initial_position': {initial.size} values for {n_joints} simulated joints")
+        self.task = None
+        if self.p["task"]:
+            opts = {}
+            if self.p["task_radius_m"] > 0:
+                opts["radius_m"] = self.p["task_radius_m"]
+            if self.p["task_hold_s"] >= 0:
+                opts["hold_s"] = self.p["task_hold_s"]
+            try:
+                self.task = make_task(self.p["task"], emb.name, **opts)
+            except SimModelError as exc:
+                raise ParameterError(f"parameter 'task' = '{self.p['task']}' on '{emb.name}': {exc}") from None
         try:
-            self.sim = MultiArmSim(emb, self.p["arms"], self.p["sim_model"], initial)
+            self.sim = MultiArmSim(emb, self.p["arms"], self.p["sim_model"], initial,
+                                   markers=self.task.markers(emb) if self.task else ())
         except SimModelError as exc:
             raise ParameterError(f"parameter 'embodiment' = '{self.p['embodiment']}' / 'sim_model' = '{self.p['sim_model']}': {exc}") from None
         self.joints = list(self.sim.joints)
@@ -127,6 +175,14 @@ class MujocoSimNode(Node):
             for name, cam in pairs:
                 pub = self.create_publisher(Image, f"cameras/{name}/image_raw", qos.CAMERA_IMAGE)
                 self.cameras.append((name, cam, pub))
+        self._setup_task(emb)
+        self._lock_bound: float | None = None
+        self._lock_wall = 0.0
+        self.lockstep_waits = 0
+        if self.p["lockstep"]:
+            from molmoact2_msgs.msg import ActionChunk
+
+            self.create_subscription(ActionChunk, self.p["lockstep_chunk_topic"], self._on_lockstep_chunk, qos.ACTION_CHUNK)
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._wall0 = time.monotonic()
         self._sim_wall_offset = 0.0
@@ -142,7 +198,113 @@ class MujocoSimNode(Node):
             f"joint states on {self.p['joint_states_topic']}, cameras {[c[0] for c in self.cameras]} "
             f"({', '.join(f'{c[0]}={c[1]}' for c in self.cameras)}) at {self.p['camera_rate_hz']} Hz")
 
+    # -- tasks ------------------------------------------------------------------------------
+    def _setup_task(self, emb) -> None:
+        self._phase = "running"
+        self._reset_calls: list[str] = []  # services still to answer this reset
+        self._reset_fire_at: float | None = None  # simulated time to call them (after the home pose is published)
+        self._reset_deadline = 0.0
+        self._next_task = 0.0
+        self._last_success: bool | None = None
+        self._status = None
+        if self.task is None:
+            return
+        task = self.task
+        try:
+            task.check(self.sim)
+        except SimModelError as exc:
+            raise ParameterError(f"parameter 'task' = '{self.p['task']}' on '{emb.name}': {exc}") from None
+        self.success_pub = self.create_publisher(Bool, "~/task/success", qos.LATCHED)
+        self.state_pub = self.create_publisher(String, "~/task/state", qos.LATCHED)
+        self.instruction_pub = (self.create_publisher(String, self.p["instruction_topic"], qos.INSTRUCTION)
+                                if self.p["instruction_topic"] else None)
+        self.create_service(Trigger, "~/reset_episode", self._on_reset_episode)
+        self._reset_clients = {name: self.create_client(Trigger, name) for name in self.p["reset_services"]}
+        task.reset(self.sim, self.p["task_seed"], episode=0)
+        self._publish_instruction()
+        self._publish_task(force=True)
+        self.get_logger().info(f"task '{task.name}' ({task.instruction!r}): episode 0, seed {task.seed}, "
+                               f"goals {', '.join(f'{k}={[round(float(x), 3) for x in v]}' for k, v in task.goals.items())}")
+
+    def _publish_instruction(self) -> None:
+        if self.task is not None and self.instruction_pub is not None:
+            self.instruction_pub.publish(String(data=self.task.instruction))
+
+    def _publish_task(self, force: bool = False) -> None:
+        import json
+
+        st = self.task.evaluate(self.sim)
+        self._status = st
+        changed = st.success != self._last_success
+        if changed or force or self.sim.time >= self._next_task:
+            self._next_task = self.sim.time + 1.0 / self.p["task_rate_hz"]
+            self._last_success = st.success
+            self.success_pub.publish(Bool(data=bool(st.success)))
+            d = st.as_dict()
+            d["phase"] = self._phase
+            self.state_pub.publish(String(data=json.dumps(d)))
+            if changed and st.success:
+                self.get_logger().info(f"task '{self.task.name}' episode {st.episode}: SUCCESS at {st.episode_time:.2f} s")
+
+    def _on_reset_episode(self, request, response):
+        episode = self.task.episode + 1
+        seed = self.p["task_seed"] + episode
+        self.task.reset(self.sim, seed, episode=episode)
+        for arm in self.jtc:
+            self.jtc[arm] = None
+        self._lock_bound = None
+        self._phase = "resetting" if self._reset_clients else "running"
+        self._reset_calls = list(self._reset_clients)
+        self._reset_fire_at = self.sim.time + 0.05  # the drivers read the home pose from joint states first
+        self._reset_deadline = time.monotonic() + self.p["reset_timeout_s"]
+        self._publish_joint_states(self._stamp())
+        self._publish_instruction()
+        self._publish_task(force=True)
+        response.success = True
+        response.message = (f"episode {episode} (seed {seed}): arms home, scene re-randomised"
+                            + (f"; resetting {', '.join(self._reset_calls)}" if self._reset_calls else ""))
+        self.get_logger().info(response.message)
+        return response
+
+    def _service_resets(self) -> None:
+        """Call reset_services once the home pose is out; resume when all answered (or on timeout)."""
+        if self._phase != "resetting":
+            return
+        if self._reset_fire_at is not None and self.sim.time >= self._reset_fire_at:
+            self._reset_fire_at = None
+            for name in list(self._reset_calls):
+                client = self._reset_clients[name]
+                if not client.service_is_ready():
+                    self.get_logger().warning(f"reset_episode: service {name} is not available: skipped")
+                    self._reset_calls.remove(name)
+                    continue
+                client.call_async(Trigger.Request()).add_done_callback(lambda f, n=name: self._reset_answered(n, f))
+        if not self._reset_calls or time.monotonic() > self._reset_deadline:
+            if self._reset_calls:
+                self.get_logger().warning(f"reset_episode: no answer from {', '.join(self._reset_calls)} in "
+                                          f"{self.p['reset_timeout_s']} s: resuming")
+            self._reset_calls = []
+            self._phase = "running"
+            self._publish_task(force=True)
+
+    def _reset_answered(self, name: str, future) -> None:
+        try:
+            res = future.result()
+            if not res.success:
+                self.get_logger().warning(f"reset_episode: {name} refused: {res.message}")
+        except Exception as exc:  # the service's process went away
+            self.get_logger().warning(f"reset_episode: {name} failed: {exc}")
+        if name in self._reset_calls:
+            self._reset_calls.remove(name)
+
+    def _on_lockstep_chunk(self, msg) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self._lock_bound = max(self._lock_bound or 0.0, stamp + self.p["lockstep_latency_s"])
+        self._lock_wall = time.monotonic()
+
     def _on_commands(self, arm: str, msg: Float64MultiArray) -> None:
+        if self._phase == "resetting":  # the arms hold home until the drivers have re-read it
+            return
         n = len(self.sim.arm_joints(arm))
         if len(msg.data) != n:
             self.get_logger().error(f"{self.command_topics[arm]}: command size {len(msg.data)} does not match number of joints {n}",
@@ -156,6 +318,8 @@ class MujocoSimNode(Node):
         self.sim.set_target(arm, q)
 
     def _on_trajectory(self, arm: str, msg: JointTrajectory) -> None:
+        if self._phase == "resetting":
+            return
         now = self.sim.time
         jtc = self.jtc[arm]
         if jtc is None:  # take over from where the forward commands left the arm
@@ -205,12 +369,25 @@ class MujocoSimNode(Node):
             return
         wall = time.monotonic()
         due = (wall - self._wall0) * self.p["real_time_factor"] - self._sim_wall_offset
+        if self._lock_bound is not None:
+            if wall - self._lock_wall > self.p["lockstep_timeout_s"]:
+                self.get_logger().warning(f"lockstep: no chunk for {self.p['lockstep_timeout_s']} s: running free")
+                self._lock_bound = None
+            elif due > self._lock_bound:  # wait for the policy; no catching up afterwards
+                self._sim_wall_offset += due - max(self._lock_bound, self.sim.time)
+                due = max(self._lock_bound, self.sim.time)
         lag = due - self.sim.time
-        if lag > 0.25:  # rendering or the machine fell behind: skip rather than race
+        if lag > 0.25:  # rendering or the machine fell behind: simulated time slows rather than races
             self._sim_wall_offset += lag - 0.25
             lag = 0.25
-        n = int(lag / self.sim.timestep)
+        dt = self.sim.timestep
+        n = int(lag / dt)
+        if self._renderer is not None and self._next_cam > self.sim.time:
+            # never step past a due camera frame: it renders at its simulated time, none is skipped
+            n = min(n, int(np.ceil((self._next_cam - self.sim.time) / dt - 1e-6)))
         if n <= 0:
+            if self.task is not None:
+                self._service_resets()
             return
         driven = [(a, c) for a, c in self.jtc.items() if c is not None]
         if driven:  # JTC samples its trajectory every control step (here: every physics step)
@@ -220,6 +397,9 @@ class MujocoSimNode(Node):
                 self.sim.step(1)
         else:
             self.sim.step(n)
+        if self.task is not None:
+            self._publish_task()
+            self._service_resets()
         stamp = self._stamp()
         clock = ClockMsg()
         clock.clock = stamp
@@ -228,8 +408,9 @@ class MujocoSimNode(Node):
         if t >= self._next_js:
             self._next_js = t + 1.0 / self.p["joint_state_rate_hz"]
             self._publish_joint_states(stamp)
-        if self._renderer is not None and t >= self._next_cam:
-            self._next_cam = t + 1.0 / self.p["camera_rate_hz"]
+        if self._renderer is not None and t >= self._next_cam - 1e-9:
+            period = 1.0 / self.p["camera_rate_hz"]
+            self._next_cam = self._next_cam + period if self._next_cam + period > t else t + period
             self.sim.sync_scene()
             frames: dict[str, bytes] = {}  # cameras sharing a model camera render it once
             for name, cam, pub in self.cameras:

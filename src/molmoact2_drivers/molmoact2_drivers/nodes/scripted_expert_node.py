@@ -1,0 +1,186 @@
+"""A scripted expert that demonstrates a simulated task through the real graph (core.expert).
+
+It does what a teleoperator's side would: it reads the sim's task state (the randomised goal) and
+the arm's joint states, plans inverse kinematics to the goal with a minimum-jerk approach from
+above, and publishes ActionChunks to the drivers' ``action_chunk`` at chunk_rate_hz, exactly as a
+policy does (stamped now, horizon steps of dt, wire units, every simulated arm's joints in
+embodiment order: a bimanual robot's drivers each take their own columns). When the task reports
+success (or episode_timeout_s of simulated time passes) it waits settle_s, records the episode's
+result and calls the sim's ``~/reset_episode`` for the next one, until ``episodes`` are done.
+Run it on /clock (use_sim_time:=true).
+
+  subscribes  task_state_topic (std_msgs/String JSON, the sim's ~/task/state), joint_states_topic
+              (sensor_msgs/JointState)
+  publishes   action_chunk (molmoact2_msgs/ActionChunk), ~/status (std_msgs/String JSON, latched:
+              episode, done, results [{episode, seed, success, time}])
+  calls       reset_service (std_srvs/Trigger)
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from molmoact2_common import qos
+from molmoact2_common.embodiment import load_embodiment
+from molmoact2_common.node_main import run_node
+from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
+from molmoact2_msgs.msg import ActionChunk
+
+from ..core.expert import IKError, ScriptedExpert
+
+PARAMS = [
+    ParamSpec("embodiment", str, "so101", "embodiment config name or path"),
+    ParamSpec("arms", "str[]", [], "arms the expert drives (empty = every arm)"),
+    ParamSpec("task_state_topic", str, "/sim/robot/task/state", "the sim's ~/task/state"),
+    ParamSpec("joint_states_topic", str, "/sim/joint_states", "joint states of every driven joint"),
+    ParamSpec("reset_service", str, "/sim/robot/reset_episode", "the sim's ~/reset_episode"),
+    ParamSpec("episodes", int, 0, "episodes to demonstrate (0 = until stopped)", non_negative, ">= 0"),
+    ParamSpec("episode_timeout_s", float, 20.0, "simulated seconds before an episode counts as failed", positive, "> 0"),
+    ParamSpec("settle_s", float, 0.5, "simulated seconds to hold after success before the reset", non_negative, ">= 0"),
+    ParamSpec("start_delay_s", float, 0.5, "simulated seconds into an episode before the expert moves", non_negative, ">= 0"),
+    ParamSpec("chunk_rate_hz", float, 10.0, "chunks per simulated second", positive, "> 0"),
+    ParamSpec("horizon", int, 30, "steps per chunk", positive, "> 0"),
+    ParamSpec("dt", float, 0.0, "seconds between steps (0 = 1 / the embodiment's control_rate_hz)", non_negative, ">= 0"),
+    ParamSpec("max_joint_speed", float, 0.8, "fastest joint speed of the plan's mean, rad/s", positive, "> 0"),
+    ParamSpec("approach_height_m", float, 0.06, "go this far above the goal first (0 = straight to it)", non_negative, ">= 0"),
+    ParamSpec("gripper", float, 0.0, "gripper opening during the motion (0 closed .. 1 open)", lambda v: 0 <= v <= 1, "in [0, 1]"),
+]
+
+
+class ScriptedExpertNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("scripted_expert", **kwargs)
+        self.p = declare_parameters(self, PARAMS)
+        emb = load_embodiment(self.p["embodiment"])
+        try:
+            self.expert = ScriptedExpert(emb, list(self.p["arms"]) or None, self.p["max_joint_speed"],
+                                         self.p["approach_height_m"], self.p["gripper"])
+        except KeyError as exc:
+            raise ParameterError(f"parameter 'arms' = {list(self.p['arms'])}: {exc}") from None
+        self.dt = self.p["dt"] or 1.0 / emb.control_rate_hz
+        self.joints = list(self.expert.joints)
+        self.q: np.ndarray | None = None
+        self.state: dict | None = None
+        self.episode = -1  # the episode being demonstrated
+        self.plan = None
+        self.ended_at: float | None = None  # simulated time the episode's outcome was known
+        self.outcome: dict | None = None
+        self.results: list[dict] = []
+        self.done = False
+        self.resetting = False
+        self.sequence = 0
+        self.chunk_pub = self.create_publisher(ActionChunk, "action_chunk", qos.ACTION_CHUNK)
+        self.status_pub = self.create_publisher(String, "~/status", qos.LATCHED)
+        self.create_subscription(String, self.p["task_state_topic"], self._on_state, qos.LATCHED)
+        self.create_subscription(JointState, self.p["joint_states_topic"], self._on_joints, qos.JOINT_STATE)
+        self.reset_client = self.create_client(Trigger, self.p["reset_service"])
+        self.create_timer(1.0 / self.p["chunk_rate_hz"], self._tick)  # node clock: /clock with use_sim_time
+        self._publish_status()
+        self.get_logger().info(f"scripted expert for {', '.join(a.name for a in self.expert.arms)}: chunks of "
+                               f"{self.p['horizon']} x {self.dt:.4f} s at {self.p['chunk_rate_hz']} Hz, "
+                               f"{self.p['episodes'] or 'unlimited'} episodes")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joints(self, msg: JointState) -> None:
+        pos = dict(zip(msg.name, msg.position))
+        if all(j in pos for j in self.joints):
+            self.q = np.array([pos[j] for j in self.joints], dtype=np.float64)
+
+    def _on_state(self, msg: String) -> None:
+        try:
+            self.state = json.loads(msg.data)
+        except json.JSONDecodeError as exc:
+            self.get_logger().error(f"{self.p['task_state_topic']}: not JSON: {exc}", throttle_duration_sec=5.0)
+
+    def _publish_status(self) -> None:
+        self.status_pub.publish(String(data=json.dumps({"episode": self.episode, "done": self.done, "results": self.results})))
+
+    def _tick(self) -> None:
+        if self.done or self.state is None or self.q is None:
+            return
+        st, now = self.state, self._now()
+        if st.get("phase") != "running" or st["episode"] < self.episode or (self.resetting and st["episode"] == self.episode):
+            return
+        if st["episode"] > self.episode or self.plan is None and self.outcome is None:
+            if st["episode"] != self.episode:
+                self.episode, self.plan, self.outcome, self.ended_at, self.resetting = st["episode"], None, None, None, False
+                self._publish_status()
+            if st["episode_time"] < self.p["start_delay_s"]:
+                return
+            try:
+                self.plan = self.expert.plan_reach(self.q, now, {k: np.asarray(v) for k, v in st["goals"].items()
+                                                                 if k in self.expert.chains})
+            except IKError as exc:
+                self.get_logger().error(f"episode {self.episode}: {exc}")
+                self.outcome = {"episode": self.episode, "seed": st["seed"], "success": False, "time": None, "error": str(exc)}
+                self.ended_at = now
+        if self.plan is not None:
+            self._publish_chunk(now)
+        if self.outcome is None:
+            if st.get("success"):
+                self.outcome = {"episode": self.episode, "seed": st["seed"], "success": True, "time": st.get("success_time")}
+                self.ended_at = now
+            elif st["episode_time"] > self.p["episode_timeout_s"]:
+                self.get_logger().warning(f"episode {self.episode}: no success in {self.p['episode_timeout_s']} s")
+                self.outcome = {"episode": self.episode, "seed": st["seed"], "success": False, "time": None}
+                self.ended_at = now
+        if self.outcome is not None and now - self.ended_at >= self.p["settle_s"] and not self.resetting:
+            self.results.append(self.outcome)
+            self.get_logger().info(f"episode {self.episode} (seed {self.outcome['seed']}): "
+                                   f"{'success' if self.outcome['success'] else 'FAILED'}")
+            if self.p["episodes"] and len(self.results) >= self.p["episodes"]:
+                self.done = True
+                self._publish_status()
+                self.get_logger().info(f"done: {sum(r['success'] for r in self.results)}/{len(self.results)} episodes succeeded")
+                return
+            self._publish_status()
+            self._reset()
+
+    def _reset(self) -> None:
+        if not self.reset_client.service_is_ready():
+            self.get_logger().error(f"{self.p['reset_service']} is not available: cannot start the next episode",
+                                    throttle_duration_sec=5.0)
+            self.results.pop()  # retried on the next tick
+            return
+        self.resetting = True
+        self.plan = None
+        self.reset_client.call_async(Trigger.Request()).add_done_callback(self._reset_done)
+
+    def _reset_done(self, future) -> None:
+        try:
+            res = future.result()
+            ok, why = res.success, res.message
+        except Exception as exc:  # the sim went away
+            ok, why = False, str(exc)
+        if not ok:
+            self.get_logger().error(f"{self.p['reset_service']}: {why}")
+
+    def _publish_chunk(self, now: float) -> None:
+        table = self.plan.chunk(now, self.p["horizon"], self.dt)
+        self.sequence += 1
+        msg = ActionChunk()
+        msg.header.stamp = Time(nanoseconds=int(round(now * 1e9))).to_msg()
+        msg.joint_names = self.joints
+        msg.horizon = int(self.p["horizon"])
+        msg.dt = float(self.dt)
+        msg.positions = table.ravel().tolist()
+        msg.sequence = self.sequence
+        msg.model_id = "scripted_expert"
+        self.chunk_pub.publish(msg)
+
+
+def main(args=None) -> int:
+    return run_node(ScriptedExpertNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
