@@ -86,11 +86,14 @@ def bag_episodes(bag: Path) -> dict:
     from rclpy.serialization import deserialize_message
     from std_msgs.msg import Bool, String
 
+    from molmoact2_msgs.msg import DriverStatus
+
     from .core.evaluation.bagio import BagReader
 
     reader = BagReader(bag)
     topics = reader.topics()
     episodes: dict[int, dict] = {}
+    drivers: dict[str, dict] = {}  # topic -> the last status's counters
     current = None
     for rec in reader.messages():
         if rec.topic == TASK_STATE:
@@ -101,11 +104,15 @@ def bag_episodes(bag: Path) -> dict:
                                                "goals": st["goals"]})
             if st["success"] and not ep["success_seen"]:
                 ep["success_seen"], ep["success_time"] = True, st["success_time"]
+        elif rec.topic.endswith("driver_status"):
+            m = deserialize_message(rec.data, DriverStatus)
+            drivers[rec.topic] = {k: int(getattr(m, k)) for k in ("chunks_received", "chunks_refused", "steps_dropped_late",
+                                                                  "tracking_faults", "watchdog_holds")}
         elif rec.topic == TASK_SUCCESS and current is not None:
             # messages logged at one instant may come back in any order: count per episode
             if deserialize_message(rec.data, Bool).data:
                 episodes[current]["success_topic_true"] = True
-    return {"topics": sorted(topics), "episodes": {str(k): v for k, v in sorted(episodes.items())}}
+    return {"topics": sorted(topics), "episodes": {str(k): v for k, v in sorted(episodes.items())}, "drivers": drivers}
 
 
 def main(argv: list[str] | None = None) -> int:

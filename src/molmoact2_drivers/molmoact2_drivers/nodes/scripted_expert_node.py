@@ -10,7 +10,8 @@ result and calls the sim's ``~/reset_episode`` for the next one, until ``episode
 Run it on /clock (use_sim_time:=true).
 
   subscribes  task_state_topic (std_msgs/String JSON, the sim's ~/task/state), joint_states_topic
-              (sensor_msgs/JointState)
+              (sensor_msgs/JointState), driver_status_topics (DriverStatus: an episode's motion starts
+              once every driver is ready, so a demonstration never begins half-way through its plan)
   publishes   action_chunk (molmoact2_msgs/ActionChunk), ~/status (std_msgs/String JSON, latched:
               episode, done, results [{episode, seed, success, time}])
   calls       reset_service (std_srvs/Trigger)
@@ -31,7 +32,7 @@ from molmoact2_common import qos
 from molmoact2_common.embodiment import load_embodiment
 from molmoact2_common.node_main import run_node
 from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
-from molmoact2_msgs.msg import ActionChunk
+from molmoact2_msgs.msg import ActionChunk, DriverStatus
 
 from ..core.expert import IKError, ScriptedExpert
 
@@ -41,6 +42,11 @@ PARAMS = [
     ParamSpec("task_state_topic", str, "/sim/robot/task/state", "the sim's ~/task/state"),
     ParamSpec("joint_states_topic", str, "/sim/joint_states", "joint states of every driven joint"),
     ParamSpec("reset_service", str, "/sim/robot/reset_episode", "the sim's ~/reset_episode"),
+    ParamSpec("wait_for_drivers", bool, True, "start an episode's motion only once every driver is actuating, started, "
+              "neither in error nor e-stopped"),
+    ParamSpec("drivers_namespace", str, "", "where the drivers are: <ns>/driver_status for one arm, <ns>/<arm>/driver_status "
+              "for several (the deployments' layout)"),
+    ParamSpec("driver_status_topics", "str[]", [], "the drivers' driver_status topics, overriding drivers_namespace"),
     ParamSpec("episodes", int, 0, "episodes to demonstrate (0 = until stopped)", non_negative, ">= 0"),
     ParamSpec("episode_timeout_s", float, 20.0, "simulated seconds before an episode counts as failed", positive, "> 0"),
     ParamSpec("settle_s", float, 0.5, "simulated seconds to hold after success before the reset", non_negative, ">= 0"),
@@ -81,6 +87,12 @@ class ScriptedExpertNode(Node):
         self.create_subscription(String, self.p["task_state_topic"], self._on_state, qos.LATCHED)
         self.create_subscription(JointState, self.p["joint_states_topic"], self._on_joints, qos.JOINT_STATE)
         self.reset_client = self.create_client(Trigger, self.p["reset_service"])
+        ns = self.p["drivers_namespace"].rstrip("/")
+        topics = list(self.p["driver_status_topics"]) or (
+            [f"{ns}/driver_status"] if len(emb.arms) == 1 else [f"{ns}/{a.name}/driver_status" for a in self.expert.arms])
+        self.drivers: dict[str, DriverStatus | None] = {t: None for t in topics} if self.p["wait_for_drivers"] else {}
+        for topic in self.drivers:
+            self.create_subscription(DriverStatus, topic, lambda m, t=topic: self.drivers.__setitem__(t, m), qos.DRIVER_STATUS)
         self.create_timer(1.0 / self.p["chunk_rate_hz"], self._tick)  # node clock: /clock with use_sim_time
         self._publish_status()
         self.get_logger().info(f"scripted expert for {', '.join(a.name for a in self.expert.arms)}: chunks of "
@@ -101,6 +113,11 @@ class ScriptedExpertNode(Node):
         except json.JSONDecodeError as exc:
             self.get_logger().error(f"{self.p['task_state_topic']}: not JSON: {exc}", throttle_duration_sec=5.0)
 
+    def _drivers_ready(self) -> bool:
+        ok = (DriverStatus.STATE_HOLDING, DriverStatus.STATE_ARMING, DriverStatus.STATE_EXECUTING)
+        return all(m is not None and m.actuation_enabled and m.operator_started and not m.estop_latched and m.state in ok
+                   for m in self.drivers.values())
+
     def _publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps({"episode": self.episode, "done": self.done, "results": self.results})))
 
@@ -114,7 +131,7 @@ class ScriptedExpertNode(Node):
             if st["episode"] != self.episode:
                 self.episode, self.plan, self.outcome, self.ended_at, self.resetting = st["episode"], None, None, None, False
                 self._publish_status()
-            if st["episode_time"] < self.p["start_delay_s"]:
+            if st["episode_time"] < self.p["start_delay_s"] or not self._drivers_ready():
                 return
             try:
                 self.plan = self.expert.plan_reach(self.q, now, {k: np.asarray(v) for k, v in st["goals"].items()
