@@ -88,7 +88,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="molmoact2-export-lerobot", description="rosbag2 -> LeRobot dataset v3.0, one episode per bag (per run of fresh frames).")
+    ap = argparse.ArgumentParser(prog="molmoact2-export-lerobot", description="rosbag2 -> LeRobot dataset v3.0: the labelled episodes of episode-manager bags (successes by default), else one episode per bag (per run of fresh frames).")
     ap.add_argument("bags", nargs="+", help="rosbag2 directories or files")
     ap.add_argument("-e", "--embodiment", required=True)
     ap.add_argument("-m", "--topic-map", default=None)
@@ -102,13 +102,21 @@ def export_main(argv: list[str] | None = None) -> int:
                          "(default: the topic map's joint_max_age)")
     ap.add_argument("--max-image-age", type=float, default=None,
                     help="seconds: the same bound for each camera image (default: the topic map's camera_max_age)")
+    ap.add_argument("--episodes", default="auto", choices=("auto", "labelled", "all"),
+                    help="auto (default): a bag with episode-manager events is cut into its labelled episodes "
+                         "(successes only), others give one episode per run of fresh frames; labelled: require the "
+                         "events; all: ignore them")
+    ap.add_argument("--include-failures", action="store_true", help="with labelled episodes: keep the failures too")
+    ap.add_argument("--episode-topic", default="/episode/event", help="the episode manager's event topic in the bags")
     ap.add_argument("--no-progress", action="store_true")
     ns = ap.parse_args(argv)
     from .export import ExportConfig, ExportError, export_lerobot
 
     try:
         summary = export_lerobot(ExportConfig(ns.bags, ns.embodiment, ns.output, ns.repo_id, ns.topic_map, ns.instruction,
-                                              ns.units, ns.stamps, not ns.no_progress, ns.max_state_age, ns.max_image_age))
+                                              ns.units, ns.stamps, not ns.no_progress, ns.max_state_age, ns.max_image_age,
+                                              episodes=ns.episodes, include_failures=ns.include_failures,
+                                              episode_topic=ns.episode_topic))
     except (BagError, TopicMapError, ExportError, ValueError) as exc:
         print(f"molmoact2-export-lerobot: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,15 @@ the episode is cut there: each run of consecutive frames is its own dataset epis
 frame's dataset timestamp is its bag time minus its episode's first frame time. Values are in
 the checkpoint's model units by default (so the checkpoint's norm stats apply; ``units='wire'``
 keeps radians and gripper 0..1). Videos are encoded while streaming (constant memory).
+
+Labelled episodes (``episodes``): a bag recorded with the episode manager holds its episode
+events (``core.episodes``, topic ``episode_topic``). With ``episodes='auto'`` (default) such a bag
+is cut into its labelled episodes: only the frames t with start <= t and t + 1/fps <= stop of an
+episode whose outcome is ``success`` (and ``failure`` with ``include_failures``) are written, one
+dataset episode each (or more, where fresh frames are missing), with the episode's instruction as
+the task. Discarded, interrupted, aborted and unlabelled episodes, and the time between episodes,
+are never written. ``'labelled'`` requires the events; ``'all'`` ignores them (one episode per run
+of fresh frames, as for a bag without events).
 """
 
 from __future__ import annotations
@@ -34,11 +43,14 @@ from molmoact2_common.embodiment import load_embodiment
 
 from ..image_codec import resize_rgb
 from ..policy_io import PolicyIO
+from ..episodes import EVENT_TOPIC, episodes_from_events
 from .bagio import BagReader
 from .stream import InstructionSeen, ObservationStream, Tick
 from .topic_map import load_topic_map
 
 UNITS = ("model", "wire")
+EPISODE_MODES = ("auto", "labelled", "all")
+_EPISODE_TASK = "\x00episode instruction"  # placeholder task while cutting labelled episodes
 # LeRobot's video backend for every dataset this project writes or reads: PyAV, whose wheel bundles
 # FFmpeg (no system libav*; LeRobot encodes with PyAV anyway). Pass it to every LeRobotDataset(...).
 VIDEO_BACKEND = "pyav"
@@ -61,6 +73,9 @@ class ExportConfig:
     progress: bool = True
     max_state_age: float | None = None  # seconds; None: the topic map's joint_max_age
     max_image_age: float | None = None  # seconds; None: the topic map's camera_max_age
+    episodes: str = "auto"  # auto | labelled | all (see the module docstring)
+    include_failures: bool = False
+    episode_topic: str = EVENT_TOPIC
 
 
 def features_for(emb) -> dict:
@@ -170,15 +185,27 @@ def export_lerobot(cfg: ExportConfig) -> dict:
     for name, v in (("max_state_age", max_state_age), ("max_image_age", max_image_age)):
         if not v > 0:
             raise ExportError(f"{name} must be > 0 seconds (got {v})")
+    if cfg.episodes not in EPISODE_MODES:
+        raise ExportError(f"episodes '{cfg.episodes}' must be one of {', '.join(EPISODE_MODES)}")
+    keep = ("success", "failure") if cfg.include_failures else ("success",)
     # check every bag before writing anything
-    readers = []
+    readers, labelled = [], []
     for bag in cfg.bags:
         r = BagReader(bag)
         topics = r.topics()
         tmap.check_bag(topics)
-        if not cfg.instruction and not (tmap.instruction and tmap.instruction in topics):
+        eps = None
+        if cfg.episodes != "all" and cfg.episode_topic in topics:
+            eps, problems = episodes_from_events(str(r.decode(m).data) for m in r.messages([cfg.episode_topic]))
+            if problems:
+                raise ExportError(f"bag '{bag}': {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        if cfg.episodes == "labelled" and not eps:
+            raise ExportError(f"bag '{bag}': no episode events on '{cfg.episode_topic}' (record it with the episode manager, "
+                              "or export with --episodes all)")
+        if eps is None and not cfg.instruction and not (tmap.instruction and tmap.instruction in topics):
             raise ExportError(f"bag '{bag}': no task text: give --instruction or map the bag's instruction topic")
         readers.append(r)
+        labelled.append(eps)
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     io = PolicyIO(emb)
@@ -192,7 +219,7 @@ def export_lerobot(cfg: ExportConfig) -> dict:
                "episodes": [], "bags": [], "broken_records": []}
     n_episodes = 0
     try:
-        for bag, reader in zip(cfg.bags, readers):
+        for bag, reader, eps in zip(cfg.bags, readers, labelled):
             stream = ObservationStream(reader, tmap, emb, fps, cfg.stamps)
             counts = dict.fromkeys(SKIP_REASONS, 0)
             bar = _bar(bag, cfg.progress)
@@ -209,8 +236,13 @@ def export_lerobot(cfg: ExportConfig) -> dict:
                     bag_episodes += 1
                 episode = None
 
-            for fr in iter_frames(stream, io, cams, cfg.units, cfg.instruction, int(max_state_age * 1e9),
-                                  int(max_image_age * 1e9), counts):
+            wanted = [e for e in eps or [] if e.outcome in keep and e.stop_ns is not None]
+            frames = iter_frames(stream, io, cams, cfg.units, _EPISODE_TASK if eps is not None else cfg.instruction,
+                                 int(max_state_age * 1e9), int(max_image_age * 1e9), counts)
+            per_episode: dict[int, int] = {}  # labelled episode -> frames written
+            if eps is not None:
+                frames = _in_episodes(frames, wanted, step_ns, per_episode)
+            for fr in frames:
                 if fr is None:
                     close_episode()
                     continue
@@ -232,16 +264,47 @@ def export_lerobot(cfg: ExportConfig) -> dict:
             close_episode()
             if bar is not None:
                 bar.close()
+            if eps is not None:  # every labelled episode, exported (frames > 0) or not and why
+                summary.setdefault("labelled_episodes", []).extend(
+                    {"bag": str(bag), "episode": e.index, "instruction": e.instruction, "outcome": e.outcome,
+                     "start_ns": e.start_ns, "stop_ns": e.stop_ns, "marks": e.marks,
+                     "frames": per_episode.get(e.index, 0), "exported": per_episode.get(e.index, 0) > 0} for e in eps)
             summary["bags"].append({"bag": str(bag), "frames": bag_frames, "episodes": bag_episodes, "task": task,
                                     "skipped_ticks": sum(v for k, v in counts.items() if k != "no_action"),
                                     "skipped": counts, "out_of_order_records": stream.out_of_order})
             summary["broken_records"] += [b.as_dict() for b in reader.broken]
     finally:
         ds.finalize()
+    if not any(b["frames"] for b in summary["bags"]) and any(e is not None for e in labelled):
+        raise ExportError("no frame could be exported: the bags' labelled episodes hold no "
+                          + ("success or failure" if cfg.include_failures else "success (--include-failures keeps failures)")
+                          + " with fresh frames: " + str([(e["episode"], e["outcome"]) for e in summary.get("labelled_episodes", [])]))
     if not any(b["frames"] for b in summary["bags"]):
         raise ExportError("no frame could be exported (every observation was incomplete, stale or without task text): "
                           + str(summary["bags"]))
     return summary
+
+
+def _in_episodes(frames, episodes, step_ns: int, counts: dict[int, int]):
+    """The frames inside ``episodes`` (start <= t, t + step <= stop: the action, executed one
+    step later, is inside too), each with its episode's instruction as task; None between
+    episodes and where the frames had a gap. ``counts``: frames per episode index."""
+    episodes = sorted(episodes, key=lambda e: e.start_ns)
+    inside = None
+    for fr in frames:
+        if fr is None:
+            if inside is not None:
+                yield None
+            continue
+        ep = next((e for e in episodes if e.start_ns <= fr.time_ns and fr.time_ns + step_ns <= e.stop_ns), None)
+        if ep is not inside and inside is not None:
+            yield None
+        inside = ep
+        if ep is None:
+            continue
+        fr.task = ep.instruction
+        counts[ep.index] = counts.get(ep.index, 0) + 1
+        yield fr
 
 
 def _bar(bag, enabled):
