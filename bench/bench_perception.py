@@ -51,17 +51,6 @@ def bench_mask(n: int) -> None:
     (o50, o99), (l50, l99) = pct(ours), pct(theirs)
     print(f"change mask 640x360, 1 camera: ours p50 {o50:.2f} ms p99 {o99:.2f} ms | lerobot p50 {l50:.2f} ms "
           f"p99 {l99:.2f} ms | speed-up (median) {l50 / o50:.2f}x | bit-exact {n}/{n}")
-    rs, pr = [], []
-    for i in range(n):
-        f = frames[i % len(frames)]
-        t0 = time.perf_counter()
-        cm.resize_for_mask(f)
-        t1 = time.perf_counter()
-        cm._pil_resize(f, 320, 320)
-        t2 = time.perf_counter()
-        rs.append(t1 - t0)
-        pr.append(t2 - t1)
-    print(f"  of which the resize: ours p50 {pct(rs)[0]:.2f} ms | PIL's resize p50 {pct(pr)[0]:.2f} ms")
     refs = [cm.prepare(ref) for _ in range(3)]
     three = []
     for i in range(n):

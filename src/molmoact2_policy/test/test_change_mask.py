@@ -191,64 +191,34 @@ def test_tracker_parameters_are_validated():
         cm.ChangeMaskTracker(["a"], threshold=1.5)
 
 
-def _pil_bilinear(image, w, h):
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-
-
-@pytest.mark.parametrize("shape", [(360, 640), (480, 640), (320, 640), (1, 640), (37, 640), (361, 1280), (50, 16)])
-def test_halving_width_in_numpy_equals_pils_bilinear_resize(shape):
-    rng = np.random.default_rng(shape[0] * 7 + shape[1])
-    h, w = shape
-    tw = w // 2
-    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8), np.full((h, w, 3), 255, np.uint8),
-              np.zeros((h, w, 3), np.uint8),
-              (rng.integers(0, 2, (h, w, 3)) * 255).astype(np.uint8)]  # 0/255 checkerboard: rounding extremes
-    for img in images:
-        half = cm._halve_width(img)
-        np.testing.assert_array_equal(half, _pil_bilinear(img, tw, h))
-        if tw % 32 == 0:  # resize_for_mask (numpy pass then PIL's vertical pass) equals PIL's one-call resize
-            np.testing.assert_array_equal(cm.resize_for_mask(img, rows=10, cols=tw // 32), _pil_bilinear(img, tw, 320))
-
-
-def test_halving_width_is_used_for_640_wide_frames_and_matches_lerobots_resize():
-    from lerobot.policies.molmoact2.molmoact2_hf_model.modeling_molmoact2 import _resize_depth_reasoning_image
-
-    cur, _ = _near_threshold_pair(360, 640, 11)
-    calls = []
-    orig = cm._halve_width
-    try:
-        cm._halve_width = lambda im: calls.append(im.shape) or orig(im)
-        got = cm.resize_for_mask(cur)
-    finally:
-        cm._halve_width = orig
-    assert calls == [(360, 640, 3)]
-    np.testing.assert_array_equal(got, _resize_depth_reasoning_image(cur, 320))
-
-
-def test_halving_width_reuses_its_buffers_safely_across_shapes_and_threads():
+def test_patch_products_in_the_reused_work_array_stay_exact_across_shapes_and_threads():
+    """prepare() and similarity() write their products into one per-thread work array: masks of
+    interleaved grid sizes and of concurrent threads still equal lerobot's function."""
     import threading
 
-    rng = np.random.default_rng(5)
-    imgs = [rng.integers(0, 256, s, dtype=np.uint8) for s in ((360, 640, 3), (100, 640, 3), (360, 640, 3))]
-    first = [cm._halve_width(i).copy() for i in imgs]
-    # results are fresh arrays, not views of the reused work buffers
-    again = cm._halve_width(imgs[0])
-    np.testing.assert_array_equal(first[0], again)
+    pairs = [_near_threshold_pair(360, 640, 30 + k) for k in range(3)]
+    want = [_lerobot(c, p) for c, p in pairs]
+    want8 = [lerobot_mask(c, p, num_depth_codes=64) for c, p in pairs]
     errors = []
 
     def worker(k):
-        for _ in range(20):
-            if not np.array_equal(cm._halve_width(imgs[k]), first[k]):
-                errors.append(k)
+        c, p = pairs[k]
+        for _ in range(8):
+            if not np.array_equal(cm.compute_change_mask(c, p)[1], want[k]):
+                errors.append((k, 10))
+            if not np.array_equal(cm.compute_change_mask(c, p, rows=8, cols=8)[1].reshape(-1), want8[k]):
+                errors.append((k, 8))
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
     assert errors == []
+    # a prepared frame's patches are its own, not the work array
+    a, b = cm.prepare(pairs[0][0]), cm.prepare(pairs[1][0])
+    assert not np.shares_memory(a.patches, b.patches)
+    np.testing.assert_array_equal(a.patches, cm.prepare(pairs[0][0]).patches)
 
 
 def test_tracker_masks_against_a_cached_reference_equal_lerobots_function():

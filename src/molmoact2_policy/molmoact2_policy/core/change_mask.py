@@ -11,7 +11,8 @@ similarity is strictly below the threshold.
 
 This module reproduces those float32 operations in the same order (so the mask is bit-exact,
 near-threshold cells included) but prepares each frame once: the reference frame's patches and
-norms are kept and reused for every newer observation, which halves the work per mask. ROS-free.
+norms are kept and reused for every newer observation, which halves the work per mask, and the
+patch products go into a reused work array. ROS-free.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 PATCH_SIZE = 32  # lerobot: _DEPTH_REASONING_PATCH_SIZE
 THRESHOLD = 0.996  # lerobot: _DEPTH_REASONING_THRESHOLD
@@ -49,70 +49,27 @@ def _pil_resize(image: np.ndarray, tw: int, th: int) -> np.ndarray:
     return np.asarray(pil.resize((tw, th), Image.BILINEAR))
 
 
-class _HalveBuffers(threading.local):
-    """Work arrays of the 2:1 horizontal pass, kept per thread and per image shape (fresh
-    megabyte-sized arrays each call cost more in page faults than the arithmetic)."""
+class _Scratch(threading.local):
+    """A float32 work array for the patch products that are reduced at once, kept per thread and
+    per shape: a fresh megabyte-sized array every call costs its page faults (about as much as the
+    multiplication), and the products are never needed after their sum."""
 
-    def __init__(self) -> None:
-        self.shape: tuple[int, int] | None = None
-
-    def get(self, h: int, w: int):
-        if self.shape != (h, w):
-            n = h * w * 3
-            self.a = np.zeros(n + 9, np.uint16)
-            self.b = np.zeros(n + 9, np.uint16)
-            self.g = np.empty((h, w // 2 - 2), np.dtype("V6"))
-            self.shape = (h, w)
-        return self.a, self.b, self.g
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        s = getattr(self, "array", None)
+        if s is None or s.shape != shape:
+            s = self.array = np.empty(shape, np.float32)
+        return s
 
 
-_halve_buffers = _HalveBuffers()
-
-
-def _halve_width(image: np.ndarray) -> np.ndarray:
-    """PIL's bilinear resize from width 2w to w at the same height, in integer numpy.
-
-    For an exact 2:1 reduction PIL's bilinear taps are 1/8, 3/8, 3/8, 1/8 (support 2 pixels),
-    which its 22-bit fixed point represents exactly, so an interior output pixel is
-    ``(p[2x-1] + 3 p[2x] + 3 p[2x+1] + p[2x+2] + 4) >> 3`` with the same rounding. The two
-    edge columns (3 taps, weights that are not dyadic) are taken from PIL itself, resizing an
-    8-pixel-wide strip: PIL's taps for those columns depend only on that strip.
-    """
-    h, w, _ = image.shape
-    ow, n = w // 2, h * w * 3
-    a, b, g = _halve_buffers.get(h, w)
-    out = np.empty((h, ow, 3), np.uint8)
-    a[:n] = image.reshape(-1)  # flat (row, column, channel); a[n:] stays zero padding
-    # z[k] = f[k] + 3 f[k+3] + 3 f[k+6] + f[k+9] + 4, built from pairwise sums (3 = one pixel)
-    u = np.add(a[3:], a[:-3], out=b[: n + 6])
-    u += 1
-    v = np.add(u[3:], u[:-3], out=a[: n + 3])
-    z = np.add(v[3:], v[:-3], out=b[:n])
-    # output pixel x (1..ow-2) of row y is z[y*3w + 6x - 3 + c]: copy those 3-value groups
-    # as 6-byte items (one strided copy instead of an inner loop of 3)
-    np.copyto(g, as_strided(z[3:].view(np.dtype("V6")), (h, ow - 2), (w * 6, 12)))
-    np.right_shift(g.view(np.uint16).reshape(h, ow - 2, 3), 3, out=out[:, 1:-1], casting="unsafe")
-    out[:, 0] = _pil_resize(image[:, :8], 4, h)[:, 0]
-    out[:, -1] = _pil_resize(image[:, -8:], 4, h)[:, -1]
-    return out
+_scratch = _Scratch()
 
 
 def resize_for_mask(image: np.ndarray, rows: int = GRID, cols: int = GRID, patch: int = PATCH_SIZE) -> np.ndarray:
-    """PIL bilinear resize to (rows*patch, cols*patch), skipped when already that size.
-
-    Bit-exact with ``PIL.Image.resize(..., BILINEAR)``. PIL resamples horizontally first (to
-    uint8) and then vertically; when the width halves exactly (640 -> 320, the YAM cameras)
-    the horizontal pass runs in integer numpy (``_halve_width``, faster than PIL's generic
-    convolution) and PIL does the vertical pass alone (it skips a pass whose size is unchanged).
-    """
+    """PIL bilinear resize to (rows*patch, cols*patch), skipped when already that size."""
     image = _check_image(image)
     th, tw = rows * patch, cols * patch
-    h, w = image.shape[:2]
-    if h == th and w == tw:
+    if image.shape[0] == th and image.shape[1] == tw:
         return image
-    if w == 2 * tw and w >= 16:
-        half = _halve_width(np.ascontiguousarray(image))
-        return half if h == th else _pil_resize(half, tw, th)
     return _pil_resize(image, tw, th)
 
 
@@ -135,7 +92,9 @@ def prepare(image: np.ndarray, rows: int = GRID, cols: int = GRID, patch: int = 
     patches = (
         resized.reshape(rows, patch, cols, patch, 3).transpose(0, 2, 1, 3, 4).reshape(rows, cols, -1).astype(np.float32)
     )
-    norms = np.sqrt(np.add.reduce(patches * patches, axis=-1))
+    # the squares in a reused work array (a fresh megabyte array costs its page faults every call)
+    sq = np.multiply(patches, patches, out=_scratch.get(patches.shape))
+    norms = np.sqrt(np.add.reduce(sq, axis=-1))
     return PreparedFrame(patches, norms, rows, cols)
 
 
@@ -143,7 +102,8 @@ def similarity(current: PreparedFrame, reference: PreparedFrame) -> np.ndarray:
     """(rows, cols) float32 cosine similarity, 1.0 where a patch has zero norm."""
     if (current.rows, current.cols) != (reference.rows, reference.cols):
         raise ChangeMaskError(f"grids differ: {current.rows}x{current.cols} vs {reference.rows}x{reference.cols}")
-    dot = np.sum(current.patches * reference.patches, axis=-1)
+    prod = np.multiply(current.patches, reference.patches, out=_scratch.get(current.patches.shape))
+    dot = np.sum(prod, axis=-1)
     denom = current.norms * reference.norms
     return np.where(denom < 1e-8, 1.0, dot / (denom + 1e-12))
 
