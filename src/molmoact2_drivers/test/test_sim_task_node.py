@@ -96,3 +96,79 @@ def test_sim_node_refuses_a_task_its_embodiment_cannot_run():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "task" in out.stderr + out.stdout and "touch_cube" in out.stderr + out.stdout and "yam_bimanual" in out.stderr + out.stdout
+
+
+def _clock_s(msg) -> float:
+    return msg.clock.sec + msg.clock.nanosec * 1e-9
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_lockstep_holds_simulated_time_at_the_chunk_stamp_plus_latency_until_the_next_chunk(ros):
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import JointState
+
+    from molmoact2_common import qos
+    from molmoact2_msgs.msg import ActionChunk
+    from support.ros_harness import ChildProcess
+
+    latency = 0.2
+    sim = ChildProcess.python_module(
+        "molmoact2_drivers.nodes.mujoco_sim_node", "--ros-args", "-p", "embodiment:=so101", "-p", "camera_rate_hz:=0.0",
+        "-p", "lockstep:=true", "-p", "lockstep_chunk_topic:=/action_chunk", "-p", f"lockstep_latency_s:={latency}",
+        "-p", "lockstep_timeout_s:=60.0")
+    try:
+        node = ros.node("lockstep_probe")
+        clocks, joints = [], []
+        node.create_subscription(Clock, "/clock", lambda m: clocks.append(_clock_s(m)), qos.CLOCK)
+        node.create_subscription(JointState, "/joint_states", joints.append, qos.JOINT_STATE)
+        pub = node.create_publisher(ActionChunk, "/action_chunk", qos.ACTION_CHUNK)
+        assert ros.spin_until(lambda: clocks and clocks[-1] > 0.5, 30), sim.output()
+        assert ros.wait_for_subscribers(pub, 1, 10)
+
+        def chunk(stamp: float) -> ActionChunk:
+            m = ActionChunk()
+            m.header.stamp.sec, m.header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+            m.joint_names, m.horizon, m.dt, m.positions = ["shoulder_pan"], 1, 0.1, [0.0]
+            return m
+
+        s = clocks[-1]
+        bound = s + latency
+        # repeated (same stamp: idempotent) until the sim is seen holding at the bound
+        assert ros.publish_until(pub, chunk(s), lambda: clocks[-1] >= bound - 0.01, timeout=20), (clocks[-5:], sim.output())
+        n = len(joints)
+        assert ros.spin_until(lambda: len(joints) > n + 30, 15), sim.output()  # joint states keep coming while it waits
+        assert clocks[-1] <= bound + 0.005, (clocks[-1], bound)
+        assert joints[-1].header.stamp.sec + joints[-1].header.stamp.nanosec * 1e-9 <= bound + 0.005
+        # the next chunk releases it up to that chunk's stamp + latency
+        assert ros.publish_until(pub, chunk(bound), lambda: clocks[-1] >= bound + latency - 0.01, timeout=20), sim.output()
+        assert clocks[-1] <= bound + latency + 0.005
+    finally:
+        sim.stop()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_cameras_render_every_frame_at_their_simulated_rate_when_rendering_cannot_keep_up(ros):
+    """At real_time_factor 1, 30 fps of 160x120 SO-101 renders cost more than a wall second on a
+    CPU: simulated time must slow down rather than skip frames (no gap in the image stamps)."""
+    from sensor_msgs.msg import Image
+
+    from molmoact2_common import qos
+    from support.ros_harness import ChildProcess
+
+    sim = ChildProcess.python_module(
+        "molmoact2_drivers.nodes.mujoco_sim_node", "--ros-args", "-p", "embodiment:=so101", "-p", "camera_rate_hz:=30.0",
+        "-p", "real_time_factor:=1.0", "-p", "cameras:=[front=front, wrist=wrist]")
+    try:
+        node = ros.node("camera_rate_probe")
+        stamps = []
+        node.create_subscription(Image, "/cameras/front/image_raw",
+                                 lambda m: stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), qos.CAMERA_IMAGE)
+        assert ros.spin_until(lambda: len(stamps) >= 25, 60), sim.output()
+        gaps = np.diff(stamps[2:])  # (the first frames may be lost to discovery)
+        timestep = 0.002
+        assert gaps.max() <= 1 / 30 + timestep + 1e-6, np.round(gaps, 4)
+        assert gaps.min() >= 1 / 30 - timestep - 1e-6, np.round(gaps, 4)
+    finally:
+        sim.stop()

@@ -388,6 +388,11 @@ class MujocoSimNode(Node):
         if n <= 0:
             if self.task is not None:
                 self._service_resets()
+            if self._lock_bound is not None and self.sim.time >= self._lock_bound - dt:
+                # waiting for the policy: like a paused simulator, still report where the arm is
+                self.lockstep_waits += 1
+                if self.lockstep_waits % max(1, int(self.p["step_rate_hz"] / 50)) == 0:
+                    self._publish_joint_states(self._stamp())
             return
         driven = [(a, c) for a, c in self.jtc.items() if c is not None]
         if driven:  # JTC samples its trajectory every control step (here: every physics step)
