@@ -31,6 +31,8 @@ setup(
         "molmoact2-evaluate = molmoact2_policy.core.evaluation.cli:evaluate_main",
         "molmoact2-export-lerobot = molmoact2_policy.core.evaluation.cli:export_main",
         "molmoact2-sim = molmoact2_policy.main_job:main",
+        "episode_manager_node = molmoact2_policy.nodes.episode_manager_node:main",
+        "molmoact2-episodes = molmoact2_policy.episodes_tui:main",
         "molmoact2-demos = molmoact2_policy.demos:main",
     ]},
 )

@@ -52,6 +52,17 @@ POLICY_STATUS = LATCHED
 DRIVER_STATUS = LATCHED
 INSTRUCTION = LATCHED
 
+# Episode events (the episode manager's labels, recorded in the bag): every one must reach the
+# recorder, so reliable with a deep queue and VOLATILE: the recorder subscribes to a volatile
+# topic with a queue of 10 (transient-local publishers get a queue of 1, where a burst of events
+# would keep only the newest). Each event carries its whole episode, so a late joiner needs none.
+EPISODE_EVENT = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
 # E-stop: deliberately VOLATILE, so a node that joins late never acts on a stale stop; the
 # driver latches a received stop itself until an explicit reset. Never replaces the arm's
 # hardware e-stop.
