@@ -187,3 +187,12 @@ def test_terminal_ui_keys_drive_episodes_and_ctrl_c_ends_one_interrupted(ros):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
         os.close(master)
+
+
+def test_reset_fails_naming_the_driver_service_that_did_not_answer(ros):
+    manager = ChildProcess.python_module(MOD, "--ros-args", "-p", "instructions:=['x']", "-p", "driver_nodes:=['/no_driver']",
+                                         "-p", "service_timeout_s:=0.5")
+    probe = Probe(ros)
+    res = probe.call("reset")
+    assert not res.success and "/no_driver/stop: FAILED (no service after 0.5 s)" in res.message, res.message
+    assert manager.stop(timeout=20) == 0, manager.output()

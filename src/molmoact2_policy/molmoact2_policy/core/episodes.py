@@ -2,7 +2,7 @@
 
 The manager segments one continuous recording into episodes, each with its instruction and its
 outcome. Every change is one *event*, a JSON object published on ``/episode/event``
-(std_msgs/String, latched) that the recorder records with the data. Each event is
+(std_msgs/String, reliable) that the recorder records with the data. Each event is
 self-contained: it carries the whole episode as it stands (``start_ns``, ``stop_ns``,
 ``outcome``, ``instruction``, ``marks``), so the newest event of an episode is all the export
 needs, a lost intermediate event loses nothing, and a crash keeps every episode whose events

@@ -51,7 +51,7 @@ PARAMS = [
     ParamSpec("instruction_topic", str, "/instruction", "where the current instruction is published ('' = nowhere)"),
     ParamSpec("teleop_status_topics", "str[]", ["teleop_status"], "leader status topics (std_msgs/String JSON, 'state': 'lost' aborts the episode)"),
     ParamSpec("driver_status_topics", "str[]", ["driver_status"], "driver status topics (an e-stop aborts the episode)"),
-    ParamSpec("driver_nodes", "str[]", [], "drivers whose ~/stop and ~/reset ~/reset calls (e.g. ['/driver'])"),
+    ParamSpec("driver_nodes", "str[]", [], "drivers whose ~/stop and ~/reset ~/reset calls (e.g. ['/arm_driver'])"),
     ParamSpec("policy_nodes", "str[]", [], "policy nodes whose ~/stop ~/reset calls"),
     ParamSpec("service_timeout_s", float, 3.0, "how long ~/reset waits for each driver or policy service", positive, "> 0"),
     ParamSpec("recorder_flush_s", float, 1.0, "on shutdown, wait this long after the last event (the recorder's flush_seconds)", non_negative, ">= 0"),
@@ -79,7 +79,10 @@ class EpisodeManagerNode(Node):
         for name in ("start", "stop", "mark_success", "mark_failure", "rerecord", "next_instruction", "reset"):
             self.create_service(Trigger, f"~/{name}", self._trigger(name), callback_group=self.group)
         self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction, callback_group=self.group)
-        self._trigger_clients: dict[str, object] = {}
+        # clients made now, not at the first reset: a server answers a client only once it has
+        # matched the client's response reader, which takes discovery time after creation
+        self._trigger_clients = {name: self.create_client(Trigger, name, callback_group=self.group)
+                                 for name in self._reset_services()}
         self._publish_instruction()
         self.get_logger().info(f"episode events on {self.p['event_topic']}; instruction {self.core.instruction!r}")
 
@@ -98,15 +101,16 @@ class EpisodeManagerNode(Node):
 
     # ---- actions (services and the terminal UI) -------------------------------------------
     def act(self, name: str) -> tuple[bool, str]:
+        if name == "reset":  # not under the lock: status callbacks run while it waits for the drivers
+            ok, msg = self.reset()
+            self.note(msg, warn=not ok)
+            return ok, msg
         with self.lock:
             return self._act(name)
 
     def _act(self, name: str) -> tuple[bool, str]:
         try:
-            if name == "reset":
-                msg = self.reset()
-            else:
-                msg = getattr(self.core, name)()
+            msg = getattr(self.core, name)()
         except EpisodeError as exc:
             self.note(f"{name} refused: {exc}", warn=True)
             return False, str(exc)
@@ -136,21 +140,28 @@ class EpisodeManagerNode(Node):
             self.note(f"set_instruction refused: {exc}", warn=True)
         return response
 
-    def reset(self) -> str:
-        parts = [self.core.interrupt("reset") or "no episode recording"]
+    def reset(self) -> tuple[bool, str]:
+        """Ends an episode being recorded as interrupted, then stops the policies and stops and
+        resets the drivers; False when any of their services failed or did not answer."""
+        with self.lock:
+            parts = [self.core.interrupt("reset") or "no episode recording"]
+        all_ok = True
+        for srv in self._reset_services():
+            ok, why = self._call(srv)
+            all_ok &= ok
+            parts.append(f"{srv}: {'ok' if ok else 'FAILED'}{f' ({why})' if why else ''}")
+        return all_ok, "reset: " + "; ".join(parts)
+
+    def _reset_services(self) -> list[str]:
         calls = [f"{n.rstrip('/')}/stop" for n in self.p["policy_nodes"]]
         for n in self.p["driver_nodes"]:
             calls += [f"{n.rstrip('/')}/stop", f"{n.rstrip('/')}/reset"]
-        for srv in calls:
-            ok, why = self._call(srv)
-            parts.append(f"{srv}: {'ok' if ok else 'FAILED'}{f' ({why})' if why else ''}")
-        return "reset: " + "; ".join(parts)
+        return calls
 
     def _call(self, name: str) -> tuple[bool, str]:
         """Call a Trigger service, waiting at most service_timeout_s (the executor keeps spinning:
         this runs in a service callback or the UI thread, never blocking the node's callbacks)."""
-        client = self._trigger_clients.get(name) or self._trigger_clients.setdefault(
-            name, self.create_client(Trigger, name, callback_group=self.group))
+        client = self._trigger_clients[name]
         timeout = self.p["service_timeout_s"]
         if not client.wait_for_service(timeout_sec=timeout):
             return False, f"no service after {timeout:g} s"
