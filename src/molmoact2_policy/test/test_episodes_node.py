@@ -196,3 +196,13 @@ def test_reset_fails_naming_the_driver_service_that_did_not_answer(ros):
     res = probe.call("reset")
     assert not res.success and "/no_driver/stop: FAILED (no service after 0.5 s)" in res.message, res.message
     assert manager.stop(timeout=20) == 0, manager.output()
+
+
+def test_start_is_refused_while_nothing_records_the_event_topic(ros):
+    manager = ChildProcess.python_module(MOD, "--ros-args", "-p", "instructions:=['x']")
+    node = ros.node("no_recorder_probe")
+    client = node.create_client(Trigger, "/episode_manager/start")
+    assert ros.wait_for_service(client, 20), manager.output()
+    res = ros.call(client, Trigger.Request(), timeout=20)
+    assert not res.success and "nothing subscribes to /episode/event" in res.message, res.message
+    assert manager.stop(timeout=20) == 0, manager.output()

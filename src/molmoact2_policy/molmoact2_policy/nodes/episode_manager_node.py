@@ -15,7 +15,7 @@ Topics:
              episode aborts it ("leader lost: ..." in its marks);
              driver_status (DriverStatus; ``driver_status_topics``): an e-stop latched (or the
              driver in ERROR) during an episode aborts it.
-Services (std_srvs/Trigger, private): ~/start, ~/stop, ~/mark_success, ~/mark_failure,
+Services (std_srvs/Trigger, private): ~/start (refused while nothing subscribes to the event topic, ``require_recorder``), ~/stop, ~/mark_success, ~/mark_failure,
 ~/rerecord (discard the current or the last episode), ~/next_instruction, ~/reset (ends an
 episode as interrupted, then calls each ``policy_nodes``' ~/stop and each ``driver_nodes``'
 ~/stop and ~/reset); ~/set_instruction (molmoact2_msgs/SetInstruction). A refused action answers
@@ -53,6 +53,7 @@ PARAMS = [
     ParamSpec("driver_status_topics", "str[]", ["driver_status"], "driver status topics (an e-stop aborts the episode)"),
     ParamSpec("driver_nodes", "str[]", [], "drivers whose ~/stop and ~/reset ~/reset calls (e.g. ['/arm_driver'])"),
     ParamSpec("policy_nodes", "str[]", [], "policy nodes whose ~/stop ~/reset calls"),
+    ParamSpec("require_recorder", bool, True, "refuse ~/start while nothing subscribes to the event topic (the episode would not be in any bag)"),
     ParamSpec("service_timeout_s", float, 3.0, "how long ~/reset waits for each driver or policy service", positive, "> 0"),
     ParamSpec("recorder_flush_s", float, 1.0, "on shutdown, wait this long after the last event (the recorder's flush_seconds)", non_negative, ">= 0"),
 ]
@@ -109,6 +110,11 @@ class EpisodeManagerNode(Node):
             return self._act(name)
 
     def _act(self, name: str) -> tuple[bool, str]:
+        if name == "start" and self.p["require_recorder"] and self.event_pub.get_subscription_count() == 0:
+            msg = (f"nothing subscribes to {self.event_pub.topic_name}: the episode would be in no bag; start the "
+                   "recorder with that topic (or require_recorder:=false)")
+            self.note(f"start refused: {msg}", warn=True)
+            return False, msg
         try:
             msg = getattr(self.core, name)()
         except EpisodeError as exc:
