@@ -129,6 +129,7 @@ def test_inactive_driver_publishes_no_commanded_joint_states(ros):
     proc = _driver_process("chunk_timeout_s:=5.0")
     try:
         probe = Probe(ros)
+        assert probe.lifecycle_label() == "unconfigured"  # the node is up and answering
         assert probe.transition(Transition.TRANSITION_CONFIGURE)
         assert probe.transition(Transition.TRANSITION_ACTIVATE)
         assert ros.spin_until(lambda: len(probe.commanded) > 5, 10), proc.output()
