@@ -4,6 +4,7 @@ the bag frame by frame, each episode's instruction is its task), read back with 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -171,3 +172,35 @@ def test_export_command_line_include_failures(tmp_path, small_so101):
     summary = json.loads(proc.stdout)
     assert [e["episode"] for e in summary["labelled_episodes"] if e["exported"]] == [1, 2]
     assert np.all([e["frames"] > 10 for e in summary["episodes"]])
+
+
+def test_lab_flywheel_labelled_session_to_lerobot_train_to_the_lerobot_backend(tmp_path, small_so101, tiny_checkpoint_dir):
+    """The README's workflow on the tiny checkpoint: a labelled session exported (model units),
+    fine-tuned for 2 steps with LeRobot's own lerobot-train and the README's MolmoAct2 flags, and
+    the saved fine-tune evaluated on the bag through our lerobot backend (what backend:=lerobot
+    loads)."""
+    bag = tmp_path / "session"
+    write_session(bag)
+    export_lerobot(ExportConfig([str(bag)], str(small_so101), str(tmp_path / "ds"), repo_id="lab/so101_demo", progress=False))
+    ck = str(tiny_checkpoint_dir)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    train = [
+        "lerobot-train", "--dataset.repo_id=lab/so101_demo", f"--dataset.root={tmp_path / 'ds'}", "--dataset.video_backend=pyav",
+        "--policy.type=molmoact2", f"--policy.checkpoint_path={ck}", f"--policy.discrete_action_tokenizer={ck}/action_tokenizer",
+        "--policy.norm_tag=so100_so101_molmoact2", "--policy.setup_type=so100 so101",
+        "--policy.control_mode=absolute joint position",
+        "--policy.image_keys=[observation.images.front,observation.images.wrist]", "--policy.normalize_gripper=true",
+        "--policy.push_to_hub=false", "--policy.device=cpu", "--policy.model_dtype=float32",
+        "--policy.enable_inference_cuda_graph=false", f"--output_dir={tmp_path / 'out'}", "--steps=2", "--batch_size=2",
+        "--num_workers=0", "--save_freq=2", "--wandb.enable=false",
+    ]
+    proc = subprocess.run(train, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finetune = tmp_path / "out" / "checkpoints" / "last" / "pretrained_model"
+    assert json.loads((finetune / "config.json").read_text())["type"] == "molmoact2"
+    proc = subprocess.run([sys.executable, "-m", "molmoact2_policy.core.evaluation.cli", "evaluate", str(bag), "-e", str(small_so101),
+                           "-b", "lerobot", "-c", str(finetune), "--device", "cpu", "-i", "pick up the red block",
+                           "--max-observations", "3", "--no-plots", "--no-progress", "-o", str(tmp_path / "report")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "evaluated 3 observations" in proc.stdout, proc.stdout
