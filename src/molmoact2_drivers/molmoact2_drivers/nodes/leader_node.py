@@ -93,7 +93,11 @@ class LeaderNode(Node):
     def _set(self, state: str, event: str, warn: bool = False) -> None:
         with self._lock:
             self.state, self.last_event = state, event
-        (self.get_logger().warning if warn else self.get_logger().info)(event)
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        if warn:
+            self.get_logger().warning(event)
+        else:
+            self.get_logger().info(event)
         self._publish_status()
 
     def _tick(self) -> None:
