@@ -33,3 +33,14 @@ def claim_ros_domain_id(lock_dir: Path | None = None) -> tuple[int, object]:
         f.flush()
         return domain_id, f
     raise RuntimeError(f"no free ROS_DOMAIN_ID in {FIRST_DOMAIN_ID}..{LAST_DOMAIN_ID}")
+
+
+def claim_domain_unless_set() -> object | None:
+    """A self-contained run (the main job, scripted demonstrations) claims a free domain unless the
+    user set ROS_DOMAIN_ID (to watch it from RViz): never mix with another graph on domain 0.
+    Returns the lock to keep alive for the run (None when the user's id is used)."""
+    if "ROS_DOMAIN_ID" in os.environ:
+        return None
+    domain_id, lock = claim_ros_domain_id()
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    return lock

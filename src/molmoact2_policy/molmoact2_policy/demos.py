@@ -24,7 +24,7 @@ from pathlib import Path
 
 from molmoact2_common.bringup.graph import load_deployment
 from molmoact2_common.bringup.runner import run
-from molmoact2_common.domain import claim_ros_domain_id
+from molmoact2_common.domain import claim_domain_unless_set
 
 DEFAULT_TASK = {"so101": "touch_cube", "so100": "touch_cube", "yam_bimanual": "reach_targets"}
 EXPERT_STATUS = "/scripted_expert/status"
@@ -138,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    domain_lock = None
-    if "ROS_DOMAIN_ID" not in os.environ:
-        domain_id, domain_lock = claim_ros_domain_id()
-        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    domain_lock = claim_domain_unless_set()
     print(f"[demos] ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}; {args.episodes} episodes of {task} on {args.robot}, "
           f"seeds {args.seed}..{args.seed + args.episodes - 1}")
     bag = out / "bag"

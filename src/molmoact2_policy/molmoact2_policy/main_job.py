@@ -27,7 +27,7 @@ import yaml
 
 from molmoact2_common.bringup.graph import load_deployment
 from molmoact2_common.bringup.runner import run
-from molmoact2_common.domain import claim_ros_domain_id
+from molmoact2_common.domain import claim_domain_unless_set
 from molmoact2_common.embodiment import config_root, load_embodiment
 
 from .core.tiny_checkpoint import cached_tiny_checkpoint
@@ -100,11 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
-    domain_lock = None
-    if "ROS_DOMAIN_ID" not in os.environ:
-        # A self-contained simulation: never mix with another graph on the default domain.
-        domain_id, domain_lock = claim_ros_domain_id()
-        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    domain_lock = claim_domain_unless_set()
     print(f"[main job] ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} (set it to watch the run from RViz)")
 
     t0 = time.monotonic()
