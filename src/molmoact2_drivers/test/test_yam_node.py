@@ -24,7 +24,10 @@ JOINTS = [f"left_joint{i}" for i in range(1, 7)] + ["left_gripper"]
 def start(*extra: str):
     from support.ros_harness import ChildProcess
 
-    opts = json.dumps({"gripper_limits": [6.57, 0.0]})
+    # The emulated bus and the driver share one child process beside the whole test run: the
+    # feedback watchdog gets 190 ms (still under half the emulated motors' 400 ms command timeout,
+    # as the backend requires); the watchdog itself is tested in test_yam_backend.py.
+    opts = json.dumps({"gripper_limits": [6.57, 0.0], "feedback_timeout_s": 0.19})
     return ChildProcess([sys.executable, str(ROOT / "tests" / "emulators" / "yam_driver_with_emulator.py"), "--channel", "can_left",
                          *extra, "--", "--ros-args", "-p", "embodiment:=yam_bimanual", "-p", "arm:=left",
                          "-p", f"backend_options:='{opts}'", "-p", "autostart:=activate", "-p", "require_start:=never",
