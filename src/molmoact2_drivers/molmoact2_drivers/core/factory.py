@@ -89,8 +89,8 @@ def build_driver(
                     np.array([max(env[j]) for j in joints], dtype=np.float64))
     workspace = None
     if p.get("workspace_check", True) and (safety_cfg.get("workspace") or safety_cfg.get("min_arm_distance_m")):
-        workspace = _workspace(embodiment, arm, {**safety_cfg, "_min_arm_distance_check": bool(p.get("min_arm_distance_check", True))},
-                               peer_vector)
+        workspace = _workspace(embodiment, arm, safety_cfg, peer_vector,
+                               check_peer=bool(p.get("min_arm_distance_check", True)))
     counters = SafetyCounters()
     grippers = [arm.gripper] if arm.gripper else []
     safety = SafetyLayer(joints, lower, upper, vmax, 1.0 / servo, margin, envelope, workspace, counters,
@@ -116,7 +116,7 @@ def build_driver(
     return DriverCore(arm.name, joints, embodiment.joint_names, backend, safety, config, vmax, arm.gripper)
 
 
-def _workspace(embodiment: Any, arm: Any, safety_cfg: dict, peer_vector) -> Workspace | None:
+def _workspace(embodiment: Any, arm: Any, safety_cfg: dict, peer_vector, check_peer: bool = True) -> Workspace | None:
     try:
         from .kinematics import chain_for_arm
     except ImportError as exc:
@@ -131,7 +131,7 @@ def _workspace(embodiment: Any, arm: Any, safety_cfg: dict, peer_vector) -> Work
     min_dist = float(safety_cfg.get("min_arm_distance_m", 0.0) or 0.0)
     max_age = float(safety_cfg.get("peer_max_age_s", DEFAULT_PEER_MAX_AGE_S))
     others = [a for a in embodiment.arms if a.name != arm.name]
-    if min_dist > 0 and others and safety_cfg.get("_min_arm_distance_check", True):
+    if min_dist > 0 and others and check_peer:
         if peer_vector is None:
             raise ValueError(f"{embodiment.path}: safety.min_arm_distance_m = {min_dist} needs the other arm's commanded "
                              f"positions (driver parameter 'peer_commands_topic'), or min_arm_distance_check:=false "
