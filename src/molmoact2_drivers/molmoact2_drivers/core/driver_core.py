@@ -675,7 +675,7 @@ class DriverCore:
         newest = self._newest_now
         if newest is not None and newest - self.config.clock_race_tolerance_s <= now < newest:
             return newest
-        self._newest_now = now if newest is None or now > newest or now < newest - self.config.clock_race_tolerance_s else newest
+        self._newest_now = now  # newer, or a real jump back: the new clock is the reference
         return now
 
     # -- helpers ----------------------------------------------------------------------------
