@@ -227,3 +227,37 @@ def test_franka_sim_wrist_camera_is_the_panda_hand_camera_not_the_external_one()
     assert {c.name: sim.default_camera(c.name) for c in emb.cameras} == {"external": "front", "wrist": "handcam_rgb"}
     m = sim.scene_model
     assert m.body(int(m.cam_bodyid[m.camera("handcam_rgb").id])).name != "world"  # on the hand, moving with it
+
+
+def test_render_mesh_simplification_draws_fewer_triangles_looks_the_same_and_leaves_the_physics_alone():
+    # CPU rendering is vertex-bound: the SO-101's 322 k triangles cost ~140 ms a frame
+    from molmoact2_common.embodiment import load_embodiment
+    from molmoact2_drivers.core.sim.arm_sim import simplify_render_meshes
+    from molmoact2_drivers.core.sim.multi_arm import MultiArmSim
+
+    emb = load_embodiment("so101")
+    full, simple = MultiArmSim(emb), MultiArmSim(emb)
+    before, after = simplify_render_meshes(simple.scene_model, 0.002)
+    assert before > 300_000 and after < 0.1 * before
+    assert simplify_render_meshes(simple.scene_model, 0.002) == (after, after)  # idempotent
+    graph = full.scene_model.mesh_graph.copy()
+    np.testing.assert_array_equal(simple.scene_model.mesh_graph, graph)  # collision hulls untouched
+    for sim in (full, simple):
+        q = sim.read()[0].copy()
+        q[SO101.index("shoulder_pan")] += 0.4
+        q[SO101.index("elbow_flex")] -= 0.3
+        sim.set_target("arm", q)
+        sim.step(int(0.8 / sim.timestep))
+    np.testing.assert_array_equal(full.sims[0].data.qpos, simple.sims[0].data.qpos)  # the same physics, bit for bit
+    frames = {}
+    for label, sim in (("full", full), ("simple", simple)):
+        renderer = sim.renderer(160, 120)
+        try:
+            sim.sync_scene()
+            frames[label] = {cam: sim.render(renderer, cam, sim.scene_option()).astype(np.float64) for cam in ("front", "wrist")}
+        finally:
+            renderer.close()
+    for cam in ("front", "wrist"):
+        diff = np.abs(frames["full"][cam] - frames["simple"][cam])
+        assert diff.mean() < 2.0, f"{cam}: the simplified meshes look different (mean |diff| {diff.mean():.2f})"
+        assert frames["simple"][cam].std() > 5

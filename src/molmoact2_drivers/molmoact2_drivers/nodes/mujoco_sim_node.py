@@ -37,10 +37,12 @@ runs slower than requested instead of dropping frames. ``lockstep``: once a chun
 lockstep_chunk_topic, simulated time stops at that chunk's stamp + lockstep_latency_s until the
 next chunk arrives (inference then looks like lockstep_latency_s of simulated time whatever it
 costs on this machine; lockstep_timeout_s of wall time without a chunk releases it). ``paused``
-stops it (and /clock with it: a driver on use_sim_time then holds). Rendering on CPU is slow
-(the SO-101 meshes: ~0.1-0.25 s for a 160x120 frame here; the YAM scene's three cameras ~0.05 s
-together), so cameras default to a low rate and a small size, with shadows, reflections, skybox
-and collision geometry off; on a GPU machine (MUJOCO_GL=egl) raise both. A single arm whose model
+stops it (and /clock with it: a driver on use_sim_time then holds). Rendering on CPU is slow and
+vertex-bound (the SO-101 meshes as modelled: ~0.14 s for a 160x120 frame here), so meshes are
+drawn simplified on a render_mesh_cell_m grid (2 mm: front 29 ms, wrist 20 ms; the physics keeps
+the full meshes), cameras default to a low rate and a small size, with shadows, reflections,
+skybox and collision geometry off; on a GPU machine (MUJOCO_GL=egl) raise the rate and size and
+set render_mesh_cell_m to 0. A single arm whose model
 has cameras renders its own scene; several arms (or a model without cameras, YAM) render in a scene
 built with MjSpec with an ``overview`` camera and a ``<arm>_wrist`` camera per arm.
 """
@@ -87,6 +89,8 @@ PARAMS = [
     ParamSpec("camera_rate_hz", float, 2.0, "camera frame rate (simulated time); 0 = no cameras", non_negative, ">= 0"),
     ParamSpec("camera_width", int, 160, "rendered width, px", positive, "> 0"),
     ParamSpec("camera_height", int, 120, "rendered height, px", positive, "> 0"),
+    ParamSpec("render_mesh_cell_m", float, 0.002, "meshes are drawn simplified by vertex clustering on this grid, m "
+              "(CPU rendering is vertex-bound; 0 = as modelled; the physics always uses the full meshes)", non_negative, ">= 0"),
     ParamSpec("cameras", "str[]", [], "NAME=MUJOCO_CAMERA pairs (publish cameras/NAME/image_raw); empty = each embodiment camera "
               "from its default model camera (one arm's own scene: its first camera; built scene: <arm>_wrist for a camera "
               "named like an arm, else overview)"),
@@ -170,7 +174,8 @@ class MujocoSimNode(Node):
             for pair in pairs:
                 if len(pair) != 2 or pair[1] not in model_cams:
                     raise ParameterError(f"parameter 'cameras': {'='.join(pair)!r} must be NAME=CAMERA with CAMERA one of {model_cams}")
-            self._renderer = self.sim.renderer(self.p["camera_width"], self.p["camera_height"]) if pairs else None
+            self._renderer = self.sim.renderer(self.p["camera_width"], self.p["camera_height"],
+                                              self.p["render_mesh_cell_m"]) if pairs else None
             self._scene_opt = self.sim.scene_option()
             for name, cam in pairs:
                 pub = self.create_publisher(Image, f"cameras/{name}/image_raw", qos.CAMERA_IMAGE)

@@ -250,9 +250,10 @@ class MultiArmSim:
             return f"{name}_wrist"
         return OVERVIEW
 
-    def renderer(self, width: int, height: int):
-        """An offscreen renderer for the scene at ``width`` x ``height`` (no shadows, reflections, skybox)."""
-        return light_renderer(self.mj, self.scene_model, width, height)
+    def renderer(self, width: int, height: int, mesh_cell_m: float = 0.0):
+        """An offscreen renderer for the scene at ``width`` x ``height`` (no shadows, reflections,
+        skybox), meshes drawn simplified on a ``mesh_cell_m`` grid (0 = as modelled)."""
+        return light_renderer(self.mj, self.scene_model, width, height, mesh_cell_m)
 
     def scene_option(self, hide_groups: tuple[int, ...] = (3,)):
         """Render options: collision geometry (group 3) hidden (it doubles the cost)."""
