@@ -26,8 +26,8 @@ def test_two_seeded_demo_episodes_are_recorded_with_success_in_each(tmp_path):
     logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted((out / "logs").glob("*.log"))) if (out / "logs").exists() else ""
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs
     summary = json.loads((out / "demos.json").read_text())
-    assert [r["seed"] for r in summary["expert_results"]] == [7, 8]
-    assert all(r["success"] for r in summary["expert_results"])
+    assert [r["seed"] for r in summary["results"]] == [7, 8]
+    assert all(r["success"] for r in summary["results"])
     bag = bag_episodes(out / "bag")  # read back from the bag itself, not from the expert's word
     for topic in ("/sim/cameras/front/image_raw", "/sim/cameras/wrist/image_raw", "/joint_states", "/sim/joint_states",
                   "/instruction", "/sim/robot/task/success", "/sim/robot/task/state", "/action_chunk"):
@@ -39,3 +39,12 @@ def test_two_seeded_demo_episodes_are_recorded_with_success_in_each(tmp_path):
         assert eps[k]["success_seen"] and eps[k]["success_topic_true"], eps[k]
         assert eps[k]["instruction"] == "touch the cube"
     assert bag["drivers"]["/driver_status"]["chunks_refused"] == 0
+    # the supervisor marked each episode in the bag: the exporter cuts the recording with these
+    from molmoact2_policy.core.episodes import EVENT_TOPIC, episodes_from_events
+    from molmoact2_policy.core.evaluation.bagio import BagReader
+
+    reader = BagReader(out / "bag")
+    labelled, problems = episodes_from_events(str(reader.decode(m).data) for m in reader.messages([EVENT_TOPIC]))
+    assert not problems, problems
+    assert [(e.index, e.outcome, e.instruction) for e in labelled] == [(1, "success", "touch the cube"), (2, "success", "touch the cube")]
+    assert labelled[0].stop_ns <= labelled[1].start_ns  # the reset lies between them, in neither

@@ -21,6 +21,7 @@ setup(
         "driver_node = molmoact2_drivers.nodes.driver_node:main",
         "mujoco_sim_node = molmoact2_drivers.nodes.mujoco_sim_node:main",
         "scripted_expert_node = molmoact2_drivers.nodes.scripted_expert_node:main",
+        "episode_supervisor_node = molmoact2_drivers.nodes.episode_supervisor_node:main",
         "leader_node = molmoact2_drivers.nodes.leader_node:main",
     ]},
 )

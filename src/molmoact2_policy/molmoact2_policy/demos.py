@@ -3,10 +3,13 @@
 The sim deployment in demos mode (config/deployments/sim.yaml, ``demos:=true``): the MuJoCo sim
 with a task (seeded scene, success detection, ``~/reset_episode``), camera ingestion, the real
 driver(s), the scripted expert in place of the policy (inverse kinematics to the task's goal,
-min-jerk, ActionChunks to the drivers' ``action_chunk`` at the control rate), and the recorder.
-Episode k uses seed ``--seed + k``. The run ends when the expert has done ``--episodes``; the bag
-then holds cameras, joint states, the instruction, ``/sim/robot/task/success`` and
-``/sim/robot/task/state``, and ``demos.json`` the per-episode results read back from it.
+min-jerk, ActionChunks to the drivers' ``action_chunk`` at the control rate), the episode
+supervisor (each episode judged from the task state, marked in the bag on ``/episode/event``,
+reset back to back) and the recorder. Episode k uses seed ``--seed + k``. The run ends when the
+supervisor has closed ``--episodes``; the bag then holds cameras, joint states, the instruction,
+``/sim/robot/task/success``, ``/sim/robot/task/state`` and the episode events (so
+``molmoact2-export-lerobot`` writes the successful episodes, one dataset episode each), and
+``demos.json`` the per-episode results read back from it.
 
     molmoact2-demos [--robot so101|yam_bimanual] [--episodes 5] [--seed 0] [--out artifacts/demos]
                     [--camera-rate-hz 30] [--real-time-factor 0.25] [--lockstep]
@@ -27,14 +30,14 @@ from molmoact2_common.bringup.runner import run
 from molmoact2_common.domain import claim_domain_unless_set
 
 DEFAULT_TASK = {"so101": "touch_cube", "so100": "touch_cube", "yam_bimanual": "reach_targets"}
-EXPERT_STATUS = "/scripted_expert/status"
+SUPERVISOR_STATUS = "/episode_supervisor/status"
 TASK_STATE = "/sim/robot/task/state"
 TASK_SUCCESS = "/sim/robot/task/success"
 INSTRUCTION = "/instruction"
 
 
-class ExpertWatch:
-    """Ends the run once the expert reports ``done`` (or after ``wall_timeout_s``)."""
+class EpisodesWatch:
+    """Ends the run once the episode supervisor reports ``done`` (or after ``wall_timeout_s``)."""
 
     def __init__(self, wall_timeout_s: float) -> None:
         self.wall_timeout_s = wall_timeout_s
@@ -62,7 +65,7 @@ class ExpertWatch:
             self.sim_first = t if self.sim_first is None else self.sim_first
             self.sim_last = t
 
-        node.create_subscription(String, EXPERT_STATUS, on_status, qos.LATCHED)
+        node.create_subscription(String, SUPERVISOR_STATUS, on_status, qos.LATCHED)
         node.create_subscription(Clock, "/clock", on_clock, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
 
         def done() -> bool:
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "camera_width": str(args.camera_width), "camera_height": str(args.camera_height),
         "real_time_factor": str(args.real_time_factor),
     })
-    watch = ExpertWatch(args.wall_timeout_s or 60.0 * args.episodes + 60.0)
+    watch = EpisodesWatch(args.wall_timeout_s or 60.0 * args.episodes + 60.0)
     code = run(graph, duration=None, log_dir=out / "logs", watch=watch)
     del domain_lock
     if code != 0:
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     results = watch.status.get("results", [])
     summary = {"robot": args.robot, "task": task, "seed": args.seed, "episodes_requested": args.episodes,
-               "expert_results": results, "wall_per_sim_second": round(watch.wall_per_sim_second, 3),
+               "results": results, "wall_per_sim_second": round(watch.wall_per_sim_second, 3),
                "timed_out": watch.timed_out}
     try:
         summary["bag"] = bag_episodes(bag)
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demos] {ok}/{len(results)} episodes succeeded; {watch.wall_per_sim_second:.2f} wall s per simulated s; "
           f"bag {bag}, summary {out / 'demos.json'}")
     if watch.timed_out:
-        print(f"[demos] FAILED: the expert finished {len(results)} of {args.episodes} episodes before the wall timeout")
+        print(f"[demos] FAILED: {len(results)} of {args.episodes} episodes finished before the wall timeout")
         return 1
     return 0 if ok == args.episodes else 1
 

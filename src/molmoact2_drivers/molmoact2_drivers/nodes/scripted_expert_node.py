@@ -4,17 +4,16 @@ It does what a teleoperator's side would: it reads the sim's task state (the ran
 the arm's joint states, plans inverse kinematics to the goal with a minimum-jerk approach from
 above, and publishes ActionChunks to the drivers' ``action_chunk`` at chunk_rate_hz, exactly as a
 policy does (stamped now, horizon steps of dt, wire units, every simulated arm's joints in
-embodiment order: a bimanual robot's drivers each take their own columns). When the task reports
-success (or episode_timeout_s of simulated time passes) it waits settle_s, records the episode's
-result and calls the sim's ``~/reset_episode`` for the next one, until ``episodes`` are done.
-Run it on /clock (use_sim_time:=true).
+embodiment order: a bimanual robot's drivers each take their own columns). It plans once per sim
+episode, start_delay_s into it, and holds the plan's end afterwards; judging episodes and
+resetting the sim is the episode supervisor's (episode_supervisor_node), as it is when a policy
+drives. Run it on /clock (use_sim_time:=true).
 
   subscribes  task_state_topic (std_msgs/String JSON, the sim's ~/task/state), joint_states_topic
               (sensor_msgs/JointState), driver_status_topics (DriverStatus: an episode's motion starts
               once every driver is ready, so a demonstration never begins half-way through its plan)
   publishes   action_chunk (molmoact2_msgs/ActionChunk), ~/status (std_msgs/String JSON, latched:
-              episode, done, results [{episode, seed, success, time}])
-  calls       reset_service (std_srvs/Trigger)
+              episode (the sim episode planned last), plans, failures [{episode, seed, error}])
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
-from std_srvs.srv import Trigger
 
 from molmoact2_common import qos
 from molmoact2_common.embodiment import load_embodiment
@@ -41,15 +39,11 @@ PARAMS = [
     ParamSpec("arms", "str[]", [], "arms the expert drives (empty = every arm)"),
     ParamSpec("task_state_topic", str, "/sim/robot/task/state", "the sim's ~/task/state"),
     ParamSpec("joint_states_topic", str, "/sim/joint_states", "joint states of every driven joint"),
-    ParamSpec("reset_service", str, "/sim/robot/reset_episode", "the sim's ~/reset_episode"),
     ParamSpec("wait_for_drivers", bool, True, "start an episode's motion only once every driver is actuating, started, "
               "neither in error nor e-stopped"),
     ParamSpec("drivers_namespace", str, "", "where the drivers are: <ns>/driver_status for one arm, <ns>/<arm>/driver_status "
               "for several (the deployments' layout)"),
     ParamSpec("driver_status_topics", "str[]", [], "the drivers' driver_status topics, overriding drivers_namespace"),
-    ParamSpec("episodes", int, 0, "episodes to demonstrate (0 = until stopped)", non_negative, ">= 0"),
-    ParamSpec("episode_timeout_s", float, 20.0, "simulated seconds before an episode counts as failed", positive, "> 0"),
-    ParamSpec("settle_s", float, 0.5, "simulated seconds to hold after success before the reset", non_negative, ">= 0"),
     ParamSpec("start_delay_s", float, 0.5, "simulated seconds into an episode before the expert moves", non_negative, ">= 0"),
     ParamSpec("chunk_rate_hz", float, 10.0, "chunks per simulated second", positive, "> 0"),
     ParamSpec("horizon", int, 30, "steps per chunk", positive, "> 0"),
@@ -74,19 +68,15 @@ class ScriptedExpertNode(Node):
         self.joints = list(self.expert.joints)
         self.q: np.ndarray | None = None
         self.state: dict | None = None
-        self.episode = -1  # the episode being demonstrated
+        self.episode = -1  # the sim episode being demonstrated
         self.plan = None
-        self.ended_at: float | None = None  # simulated time the episode's outcome was known
-        self.outcome: dict | None = None
-        self.results: list[dict] = []
-        self.done = False
-        self.resetting = False
+        self.plans = 0
+        self.failures: list[dict] = []
         self.sequence = 0
         self.chunk_pub = self.create_publisher(ActionChunk, "action_chunk", qos.ACTION_CHUNK)
         self.status_pub = self.create_publisher(String, "~/status", qos.LATCHED)
         self.create_subscription(String, self.p["task_state_topic"], self._on_state, qos.LATCHED)
         self.create_subscription(JointState, self.p["joint_states_topic"], self._on_joints, qos.JOINT_STATE)
-        self.reset_client = self.create_client(Trigger, self.p["reset_service"])
         ns = self.p["drivers_namespace"].rstrip("/")
         topics = list(self.p["driver_status_topics"]) or (
             [f"{ns}/driver_status"] if len(emb.arms) == 1 else [f"{ns}/{a.name}/driver_status" for a in self.expert.arms])
@@ -96,8 +86,7 @@ class ScriptedExpertNode(Node):
         self.create_timer(1.0 / self.p["chunk_rate_hz"], self._tick)  # node clock: /clock with use_sim_time
         self._publish_status()
         self.get_logger().info(f"scripted expert for {', '.join(a.name for a in self.expert.arms)}: chunks of "
-                               f"{self.p['horizon']} x {self.dt:.4f} s at {self.p['chunk_rate_hz']} Hz, "
-                               f"{self.p['episodes'] or 'unlimited'} episodes")
+                               f"{self.p['horizon']} x {self.dt:.4f} s at {self.p['chunk_rate_hz']} Hz")
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -119,67 +108,32 @@ class ScriptedExpertNode(Node):
                    for m in self.drivers.values())
 
     def _publish_status(self) -> None:
-        self.status_pub.publish(String(data=json.dumps({"episode": self.episode, "done": self.done, "results": self.results})))
+        self.status_pub.publish(String(data=json.dumps({"episode": self.episode, "plans": self.plans, "failures": self.failures})))
 
     def _tick(self) -> None:
-        if self.done or self.state is None or self.q is None:
+        if self.state is None or self.q is None:
             return
         st, now = self.state, self._now()
-        if st.get("phase") != "running" or st["episode"] < self.episode or (self.resetting and st["episode"] == self.episode):
+        if st.get("phase") != "running" or st["episode"] < self.episode:
             return
-        if st["episode"] > self.episode or self.plan is None and self.outcome is None:
-            if st["episode"] != self.episode:
-                self.episode, self.plan, self.outcome, self.ended_at, self.resetting = st["episode"], None, None, None, False
-                self._publish_status()
+        if st["episode"] > self.episode:  # a new episode: plan afresh once it is time
+            self.episode, self.plan = st["episode"], None
+            self._publish_status()
+        if self.plan is None:
             if st["episode_time"] < self.p["start_delay_s"] or not self._drivers_ready():
                 return
+            if any(f["episode"] == self.episode for f in self.failures):
+                return  # no plan for this scene: the supervisor times the episode out
             try:
                 self.plan = self.expert.plan_reach(self.q, now, {k: np.asarray(v) for k, v in st["goals"].items()
                                                                  if k in self.expert.chains})
+                self.plans += 1
             except IKError as exc:
                 self.get_logger().error(f"episode {self.episode}: {exc}")
-                self.outcome = {"episode": self.episode, "seed": st["seed"], "success": False, "time": None, "error": str(exc)}
-                self.ended_at = now
+                self.failures.append({"episode": self.episode, "seed": st["seed"], "error": str(exc)})
+            self._publish_status()
         if self.plan is not None:
             self._publish_chunk(now)
-        if self.outcome is None:
-            if st.get("success"):
-                self.outcome = {"episode": self.episode, "seed": st["seed"], "success": True, "time": st.get("success_time")}
-                self.ended_at = now
-            elif st["episode_time"] > self.p["episode_timeout_s"]:
-                self.get_logger().warning(f"episode {self.episode}: no success in {self.p['episode_timeout_s']} s")
-                self.outcome = {"episode": self.episode, "seed": st["seed"], "success": False, "time": None}
-                self.ended_at = now
-        if self.outcome is not None and now - self.ended_at >= self.p["settle_s"] and not self.resetting:
-            self.results.append(self.outcome)
-            self.get_logger().info(f"episode {self.episode} (seed {self.outcome['seed']}): "
-                                   f"{'success' if self.outcome['success'] else 'FAILED'}")
-            if self.p["episodes"] and len(self.results) >= self.p["episodes"]:
-                self.done = True
-                self._publish_status()
-                self.get_logger().info(f"done: {sum(r['success'] for r in self.results)}/{len(self.results)} episodes succeeded")
-                return
-            self._publish_status()
-            self._reset()
-
-    def _reset(self) -> None:
-        if not self.reset_client.service_is_ready():
-            self.get_logger().error(f"{self.p['reset_service']} is not available: cannot start the next episode",
-                                    throttle_duration_sec=5.0)
-            self.results.pop()  # retried on the next tick
-            return
-        self.resetting = True
-        self.plan = None
-        self.reset_client.call_async(Trigger.Request()).add_done_callback(self._reset_done)
-
-    def _reset_done(self, future) -> None:
-        try:
-            res = future.result()
-            ok, why = res.success, res.message
-        except Exception as exc:  # the sim went away
-            ok, why = False, str(exc)
-        if not ok:
-            self.get_logger().error(f"{self.p['reset_service']}: {why}")
 
     def _publish_chunk(self, now: float) -> None:
         table = self.plan.chunk(now, self.p["horizon"], self.dt)

@@ -23,30 +23,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-EVENT_TOPIC = "/episode/event"
-OUTCOMES = ("recording", "unlabelled", "success", "failure", "discarded", "interrupted", "aborted")
-EVENTS = ("start", "stop", "success", "failure", "discard", "interrupted", "leader_lost", "estop")
-EXPORTABLE = ("success", "failure")
+from molmoact2_common.episode_events import EVENT_TOPIC, EVENTS, EXPORTABLE, OUTCOMES, Episode  # noqa: F401  (the schema)
 
 
 class EpisodeError(RuntimeError):
     """An operator action that cannot be done now; the message says why (nothing changed)."""
-
-
-@dataclass
-class Episode:
-    index: int  # 1, 2, ... in the session
-    instruction: str
-    start_ns: int
-    stop_ns: int | None = None
-    outcome: str = "recording"
-    marks: list[str] = field(default_factory=list)
-
-    def as_event(self, event: str, stamp_ns: int) -> dict:
-        return {"event": event, "episode": self.index, "instruction": self.instruction, "outcome": self.outcome,
-                "start_ns": self.start_ns, "stop_ns": self.stop_ns, "marks": list(self.marks), "stamp_ns": stamp_ns}
 
 
 class EpisodeManager:

@@ -40,10 +40,22 @@ PARAMS = [
     ParamSpec("joint_max_skew", float, 0.1, "Seconds a joint-state source may lag the newest one before it is stale", check=positive, requirement="> 0"),
     ParamSpec("joint_state_topics", "str[]", [], "JointState topics, one per arm driver (empty: 'joint_states' for one arm, '<arm>/joint_states' for several)"),
     ParamSpec("resize_mode", str, "stretch", "How frames are fitted to the embodiment resolution", choices=image_codec.RESIZE_MODES),
+    ParamSpec("frame_size", str, "", "WIDTHxHEIGHT every camera is published at instead of the embodiment's resolution "
+              "(a simulator rendering small frames: no upscaling); '' = the embodiment's",
+              check=lambda v: v == "" or _frame_size(v) is not None, requirement="'' or WIDTHxHEIGHT with both > 0"),
     ParamSpec("publish_camera_images", bool, True, "Publish each camera's converted frame on cameras/<camera>/image_raw"),
     ParamSpec("stale_report_period", float, 2.0, "Seconds between repeated staleness warnings", check=positive, requirement="> 0"),
     ParamSpec("max_backoff", float, 5.0, "Longest wait between reconnect attempts of a pull source (s)", check=positive, requirement="> 0"),
 ]
+
+
+def _frame_size(text: str) -> tuple[int, int] | None:
+    w, x, h = text.strip().lower().partition("x")
+    try:
+        size = (int(w), int(h))
+    except ValueError:
+        return None
+    return size if x and min(size) > 0 else None
 
 
 class CameraNode(Node):
@@ -61,6 +73,7 @@ class CameraNode(Node):
         if unknown:
             raise ParameterError(f"parameter 'cameras' names cameras the embodiment lacks: {', '.join(unknown)} (has: {', '.join(known)})")
         self.cameras = cams
+        self.frame_size = _frame_size(p["frame_size"]) if p["frame_size"] else None
         try:
             overrides = cs.parse_overrides(p["source_overrides"], cams)
             self.specs = {c: overrides.get(c) or cs.parse_source(self.emb.camera(c).source, c) for c in cams}
@@ -121,8 +134,9 @@ class CameraNode(Node):
 
     def _ingest(self, camera: str, rgb, stamp_ns: int, frame_id: str) -> None:
         cfg = self.emb.camera(camera)
+        width, height = self.frame_size or (cfg.width, cfg.height)
         try:
-            rgb = image_codec.resize_rgb(rgb, cfg.width, cfg.height, self.p["resize_mode"])
+            rgb = image_codec.resize_rgb(rgb, width, height, self.p["resize_mode"])
         except image_codec.ImageCodecError as exc:
             self._refuse(camera, "resize", exc)
             return
