@@ -191,9 +191,9 @@ def test_tracker_parameters_are_validated():
         cm.ChangeMaskTracker(["a"], threshold=1.5)
 
 
-def test_patch_products_in_the_reused_work_array_stay_exact_across_shapes_and_threads():
-    """prepare() and similarity() write their products into one per-thread work array: masks of
-    interleaved grid sizes and of concurrent threads still equal lerobot's function."""
+def test_masks_stay_exact_across_interleaved_grid_sizes_and_threads():
+    """Masks of interleaved grid sizes and of concurrent threads (the once-per-patch-size check of
+    the row-sum route runs under a lock) still equal lerobot's function."""
     import threading
 
     pairs = [_near_threshold_pair(360, 640, 30 + k) for k in range(3)]
@@ -215,10 +215,50 @@ def test_patch_products_in_the_reused_work_array_stay_exact_across_shapes_and_th
     for th in threads:
         th.join()
     assert errors == []
-    # a prepared frame's patches are its own, not the work array
+    # a prepared frame's values are its own
     a, b = cm.prepare(pairs[0][0]), cm.prepare(pairs[1][0])
-    assert not np.shares_memory(a.patches, b.patches)
-    np.testing.assert_array_equal(a.patches, cm.prepare(pairs[0][0]).patches)
+    assert not np.shares_memory(a.pixels, b.pixels)
+    np.testing.assert_array_equal(a.pixels, cm.prepare(pairs[0][0]).pixels)
+
+
+def _lerobot_float32_similarity(cur, prev, rows, cols, patch):
+    """lerobot's _compute_depth_update_mask up to its similarity array, line for line, with the
+    grid and patch size as arguments (lerobot fixes the patch at 32 and returns only the mask)."""
+    from PIL import Image
+
+    def resized(image):
+        if image.shape[0] == rows * patch and image.shape[1] == cols * patch:
+            return image
+        return np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((cols * patch, rows * patch), Image.BILINEAR))
+
+    def patches(image):
+        return resized(image).astype(np.float32).reshape(rows, patch, cols, patch, 3).transpose(0, 2, 1, 3, 4).reshape(rows, cols, -1)
+
+    a, b = patches(cur), patches(prev)
+    dot = np.sum(a * b, axis=-1)
+    denom = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return np.where(denom < 1e-8, 1.0, dot / (denom + 1e-12))
+
+
+@pytest.mark.parametrize("patch", [32, 16, 24, 8])
+def test_similarity_equals_lerobots_float32_operations_bit_for_bit(patch):
+    """Not only the mask: every similarity value equals lerobot's float32 result, on full-range
+    noise (patch sums far above 2**24, where float32 rounds) and near-threshold pairs; patch 32
+    takes the row-sum route, the other sizes the patch route."""
+    rng = np.random.default_rng(patch)
+    pairs = [(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8), rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)),
+             _near_threshold_pair(360, 640, patch), _near_threshold_pair(97, 211, patch + 1)]
+    for cur, prev in pairs:
+        got = cm.similarity(cm.prepare(cur, 10, 10, patch), cm.prepare(prev, 10, 10, patch))
+        want = _lerobot_float32_similarity(cur, prev, 10, 10, patch)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_row_sum_route_is_taken_exactly_where_numpys_pairwise_split_lands_on_pixel_rows():
+    assert cm._exact_row_sums(32)  # 3072 -> ... -> 96 = one pixel row of a patch
+    assert not cm._exact_row_sums(16)  # 768 -> 384 -> 192 -> 96 = two rows of 48
+    assert not cm._exact_row_sums(24)  # 1728 -> ... -> 108, not a row of 72
 
 
 def test_tracker_masks_against_a_cached_reference_equal_lerobots_function():

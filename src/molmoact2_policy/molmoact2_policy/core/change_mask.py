@@ -9,10 +9,16 @@ already that size), cut into a grid x grid raster of 32x32 patches, each patch f
 1.0 where |a| |b| < 1e-8 (a zero-norm patch counts as unchanged), and a cell changed when the
 similarity is strictly below the threshold.
 
-This module reproduces those float32 operations in the same order (so the mask is bit-exact,
-near-threshold cells included) but prepares each frame once: the reference frame's patches and
-norms are kept and reused for every newer observation, which halves the work per mask, and the
-patch products go into a reused work array. ROS-free.
+This module gives the same float32 results bit for bit (near-threshold cells included) with
+less work. Each frame is prepared once: the reference frame's values and norms are kept and reused
+for every newer observation, so a mask resizes one frame where lerobot resizes two. The patch
+sums skip lerobot's transposed copies and product arrays: numpy adds a 32x32x3 patch pairwise, in
+blocks of 96 values that are exactly the patch's pixel rows, and a block's sum of uint8 products
+is an exact integer in float32 whatever the order. So the per-row sums come from one einsum over
+the frame in image order, and adding them neighbours-first as numpy does gives numpy's float32
+sum exactly (checked once per patch size against ``np.sum``; other patch sizes, or a numpy that
+adds otherwise, take the patch route). PIL's bilinear resize of the current frame stays: it is
+most of the remaining time, and no other resize is bit-exact with it. ROS-free.
 """
 
 from __future__ import annotations
@@ -49,19 +55,89 @@ def _pil_resize(image: np.ndarray, tw: int, th: int) -> np.ndarray:
     return np.asarray(pil.resize((tw, th), Image.BILINEAR))
 
 
-class _Scratch(threading.local):
-    """A float32 work array for the patch products that are reduced at once, kept per thread and
-    per shape: a fresh megabyte-sized array every call costs its page faults (about as much as the
-    multiplication), and the products are never needed after their sum."""
+def _pairwise_split_is_halving(n: int, leaf: int) -> bool:
+    """Whether numpy's pairwise summation of ``n`` contiguous float32 values (numpy's
+    ``pairwise_sum``: blocks of at most 128 summed directly, longer runs split at
+    ``n // 2`` rounded down to a multiple of 8) halves ``n`` exactly, level by level, down to
+    blocks of ``leaf`` values."""
+    while n > 128:
+        half = n // 2
+        if half % 8 or half * 2 != n:
+            return False
+        n = half
+    return n == leaf
 
-    def get(self, shape: tuple[int, ...]) -> np.ndarray:
-        s = getattr(self, "array", None)
-        if s is None or s.shape != shape:
-            s = self.array = np.empty(shape, np.float32)
-        return s
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame resized for the mask, as float32 values in image order, with its patches' norms
+    (computed once)."""
+
+    pixels: np.ndarray  # (rows*patch, cols*patch*3) float32, the resized frame's values
+    norms: np.ndarray  # (rows, cols) float32
+    rows: int
+    cols: int
+    patch: int
+
+    def patches(self) -> np.ndarray:
+        """(rows, cols, patch*patch*3) float32: each patch flattened in (row, column, channel)
+        order, as lerobot cuts them (a copy)."""
+        p = self.patch
+        return np.ascontiguousarray(self.pixels.reshape(self.rows, p, self.cols, p * 3).transpose(0, 2, 1, 3)).reshape(
+            self.rows, self.cols, -1)
 
 
-_scratch = _Scratch()
+def _row_sums(a: PreparedFrame, b: PreparedFrame) -> np.ndarray:
+    """(rows, patch, cols) float32: per patch and pixel row, the sum of a*b over that row's
+    patch*3 values. Exact: the values are integers 0..255, so every partial sum is an integer
+    below 96 * 255**2 < 2**24, whatever order einsum adds them in."""
+    rows, cols, p = a.rows, a.cols, a.patch
+    return np.einsum("ij,ij->i", a.pixels.reshape(-1, p * 3), b.pixels.reshape(-1, p * 3)).reshape(rows, p, cols)
+
+
+def _pairwise_over_rows(sums: np.ndarray) -> np.ndarray:
+    """(rows, patch, cols) -> (rows, cols): the row sums added as numpy's pairwise summation adds
+    a patch's blocks (neighbours first, then pairs of pairs), so the float32 result equals
+    ``np.sum(patches_a * patches_b, axis=-1)`` bit for bit."""
+    while sums.shape[1] > 1:
+        sums = sums[:, 0::2] + sums[:, 1::2]
+    return sums[:, 0]
+
+
+class _ExactRowSums:
+    """Whether the row-sum route reproduces numpy's own reduction for a patch size: numpy's
+    pairwise split must land on whole pixel rows of a patch, and numpy must add the way
+    ``_pairwise_over_rows`` assumes (checked once per patch size against ``np.sum`` on random
+    frames; another numpy that adds differently falls back to the patch route)."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, bool] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, patch: int) -> bool:
+        ok = self._known.get(patch)
+        if ok is None:
+            with self._lock:
+                ok = self._known.get(patch)
+                if ok is None:
+                    ok = self._known[patch] = self._check(patch)
+        return ok
+
+    @staticmethod
+    def _check(patch: int) -> bool:
+        if not _pairwise_split_is_halving(patch * patch * 3, patch * 3):
+            return False
+        rng = np.random.default_rng(patch)
+        for _ in range(4):
+            a, b = (_prepare_values(rng.integers(0, 256, (2 * patch, 2 * patch, 3), dtype=np.uint8), 2, 2, patch)
+                    for _ in range(2))
+            want = np.sum(a.patches() * b.patches(), axis=-1)
+            if not np.array_equal(_pairwise_over_rows(_row_sums(a, b)), want):
+                return False
+        return True
+
+
+_exact_row_sums = _ExactRowSums()
 
 
 def resize_for_mask(image: np.ndarray, rows: int = GRID, cols: int = GRID, patch: int = PATCH_SIZE) -> np.ndarray:
@@ -73,37 +149,34 @@ def resize_for_mask(image: np.ndarray, rows: int = GRID, cols: int = GRID, patch
     return _pil_resize(image, tw, th)
 
 
-@dataclass(frozen=True)
-class PreparedFrame:
-    """A frame cut into flattened float32 patches, with their norms (computed once)."""
+def _prepare_values(resized: np.ndarray, rows: int, cols: int, patch: int) -> PreparedFrame:
+    pixels = resized.reshape(rows * patch, cols * patch * 3).astype(np.float32)
+    return PreparedFrame(pixels, np.empty((rows, cols), np.float32), rows, cols, patch)
 
-    patches: np.ndarray  # (rows, cols, patch*patch*3) float32
-    norms: np.ndarray  # (rows, cols) float32
-    rows: int
-    cols: int
+
+def _dot(a: PreparedFrame, b: PreparedFrame) -> np.ndarray:
+    """(rows, cols) float32 patch dot products, as lerobot's ``np.sum(a * b, axis=-1)``."""
+    if _exact_row_sums(a.patch):
+        return _pairwise_over_rows(_row_sums(a, b))
+    pa = a.patches()
+    return np.sum(pa * (pa if b is a else b.patches()), axis=-1)
 
 
 def prepare(image: np.ndarray, rows: int = GRID, cols: int = GRID, patch: int = PATCH_SIZE) -> PreparedFrame:
     if rows <= 0 or cols <= 0 or patch <= 0:
         raise ChangeMaskError(f"grid {rows}x{cols} of {patch}px patches: all must be > 0")
-    resized = resize_for_mask(image, rows, cols, patch)
-    # cut the uint8 image into patches first (a quarter of the bytes to move), then widen:
-    # the same float32 values in the same order as lerobot's astype-then-reshape.
-    patches = (
-        resized.reshape(rows, patch, cols, patch, 3).transpose(0, 2, 1, 3, 4).reshape(rows, cols, -1).astype(np.float32)
-    )
-    # the squares in a reused work array (a fresh megabyte array costs its page faults every call)
-    sq = np.multiply(patches, patches, out=_scratch.get(patches.shape))
-    norms = np.sqrt(np.add.reduce(sq, axis=-1))
-    return PreparedFrame(patches, norms, rows, cols)
+    frame = _prepare_values(resize_for_mask(image, rows, cols, patch), rows, cols, patch)
+    # lerobot's np.linalg.norm(patches, axis=-1) is sqrt(add.reduce(patches * patches)): the same sums
+    np.sqrt(_dot(frame, frame), out=frame.norms)
+    return frame
 
 
 def similarity(current: PreparedFrame, reference: PreparedFrame) -> np.ndarray:
     """(rows, cols) float32 cosine similarity, 1.0 where a patch has zero norm."""
-    if (current.rows, current.cols) != (reference.rows, reference.cols):
-        raise ChangeMaskError(f"grids differ: {current.rows}x{current.cols} vs {reference.rows}x{reference.cols}")
-    prod = np.multiply(current.patches, reference.patches, out=_scratch.get(current.patches.shape))
-    dot = np.sum(prod, axis=-1)
+    if (current.rows, current.cols, current.patch) != (reference.rows, reference.cols, reference.patch):
+        raise ChangeMaskError(f"grids differ: {current.rows}x{current.cols} of {current.patch} px vs "
+                              f"{reference.rows}x{reference.cols} of {reference.patch} px")
+    dot = _dot(current, reference)
     denom = current.norms * reference.norms
     return np.where(denom < 1e-8, 1.0, dot / (denom + 1e-12))
 
