@@ -36,27 +36,48 @@ class PolicyIO:
         self.action_units = m.action_units
         self.action_space = m.action_space
         self.dt = 1.0 / float(embodiment.control_rate_hz)
+        self._image_indices: dict[tuple[str, ...], list[int]] = {}
+        self._state_indices: dict[tuple[str, ...], np.ndarray] = {}
 
     # ------------------------------------------------------------------ inputs
+    def _image_index(self, camera_names: Sequence[str]) -> list[int]:
+        key = tuple(camera_names)
+        found = self._image_indices.get(key)
+        if found is None:
+            index = {n: i for i, n in enumerate(key)}
+            missing = [c for c in self.camera_order if c not in index]
+            if missing:
+                raise PolicyIOError(
+                    f"observation has no image for camera(s) {', '.join(missing)} "
+                    f"(observation cameras: {', '.join(key) or 'none'}; model camera order: {', '.join(self.camera_order)})")
+            if len(self._image_indices) > 32:  # names that keep changing: never grow without bound
+                self._image_indices.clear()
+            found = self._image_indices[key] = [index[c] for c in self.camera_order]
+        return found
+
+    def _state_index(self, joint_names: Sequence[str]) -> np.ndarray:
+        key = tuple(joint_names)
+        found = self._state_indices.get(key)
+        if found is None:
+            index = {n: i for i, n in enumerate(key)}
+            missing = [j for j in self.state_joints if j not in index]
+            if missing:
+                raise PolicyIOError(f"joint state lacks joint(s) {', '.join(missing)} the model's state needs")
+            if len(self._state_indices) > 32:
+                self._state_indices.clear()
+            found = self._state_indices[key] = np.asarray([index[j] for j in self.state_joints], dtype=np.intp)
+        return found
+
     def order_images(self, camera_names: Sequence[str], images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Images in the model's camera order, picked by name."""
-        index = {n: i for i, n in enumerate(camera_names)}
-        missing = [c for c in self.camera_order if c not in index]
-        if missing:
-            raise PolicyIOError(
-                f"observation has no image for camera(s) {', '.join(missing)} "
-                f"(observation cameras: {', '.join(camera_names) or 'none'}; model camera order: {', '.join(self.camera_order)})")
-        return [images[index[c]] for c in self.camera_order]
+        """Images in the model's camera order, picked by name (the name -> slot map is worked out
+        once per camera list: every observation of a graph names its cameras the same way)."""
+        return [images[i] for i in self._image_index(camera_names)]
 
     def state_to_model(self, joint_names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
         """Wire-unit joint positions (any order, by name) -> the model's state vector in model units."""
         if len(joint_names) != len(positions):
             raise PolicyIOError(f"joint state has {len(joint_names)} names but {len(positions)} positions")
-        index = {n: i for i, n in enumerate(joint_names)}
-        missing = [j for j in self.state_joints if j not in index]
-        if missing:
-            raise PolicyIOError(f"joint state lacks joint(s) {', '.join(missing)} the model's state needs")
-        wire = np.asarray([positions[index[j]] for j in self.state_joints], dtype=np.float64)
+        wire = np.asarray(positions, dtype=np.float64)[self._state_index(joint_names)]
         if not np.all(np.isfinite(wire)):
             bad = [j for j, v in zip(self.state_joints, wire) if not np.isfinite(v)]
             raise PolicyIOError(f"joint state holds NaN/inf for {', '.join(bad)}")
