@@ -23,6 +23,7 @@ setup(
         "molmoact2-act-server = molmoact2_policy.server.app:main",
         "camera_node = molmoact2_policy.nodes.camera_node:main",
         "masking_node = molmoact2_policy.nodes.masking_node:main",
+        "perception_node = molmoact2_policy.nodes.perception_node:main",
         "depth_viz_node = molmoact2_policy.nodes.depth_viz_node:main",
         "recorder_node = molmoact2_policy.nodes.recorder_node:main",
         "replay_node = molmoact2_policy.nodes.replay_node:main",
@@ -34,5 +35,7 @@ setup(
         "episode_manager_node = molmoact2_policy.nodes.episode_manager_node:main",
         "molmoact2-episodes = molmoact2_policy.episodes_tui:main",
         "molmoact2-demos = molmoact2_policy.demos:main",
+        "molmoact2-train-demo = molmoact2_policy.train_demo:main",
+        "molmoact2-sim-eval = molmoact2_policy.sim_eval:main",
     ]},
 )

@@ -89,6 +89,8 @@ PARAMS = [
     ParamSpec("camera_rate_hz", float, 2.0, "camera frame rate (simulated time); 0 = no cameras", non_negative, ">= 0"),
     ParamSpec("camera_width", int, 160, "rendered width, px", positive, "> 0"),
     ParamSpec("camera_height", int, 120, "rendered height, px", positive, "> 0"),
+    ParamSpec("blank_cameras", bool, False, "publish black frames at the camera rate instead of renders (a control: "
+              "does a policy use its images?)"),
     ParamSpec("render_mesh_cell_m", float, 0.002, "meshes are drawn simplified by vertex clustering on this grid, m "
               "(CPU rendering is vertex-bound; 0 = as modelled; the physics always uses the full meshes)", non_negative, ">= 0"),
     ParamSpec("cameras", "str[]", [], "NAME=MUJOCO_CAMERA pairs (publish cameras/NAME/image_raw); empty = each embodiment camera "
@@ -425,7 +427,8 @@ class MujocoSimNode(Node):
             frames: dict[str, bytes] = {}  # cameras sharing a model camera render it once
             for name, cam, pub in self.cameras:
                 if cam not in frames:
-                    frames[cam] = self.sim.render(self._renderer, cam, self._scene_opt).tobytes()
+                    frames[cam] = (bytes(self.p["camera_width"] * self.p["camera_height"] * 3) if self.p["blank_cameras"]
+                                   else self.sim.render(self._renderer, cam, self._scene_opt).tobytes())
                 img = Image()
                 img.header.stamp = stamp
                 img.header.frame_id = f"{name}_camera_optical_frame"

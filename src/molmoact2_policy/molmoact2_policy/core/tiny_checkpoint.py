@@ -62,7 +62,18 @@ NUM_DEPTH_CODES = 100
 ADDITIONAL_VOCAB = 128
 MAX_ACTION_DIM = 32
 MAX_ACTION_HORIZON = 30
-HIDDEN = 64
+HIDDEN = 64  # the tiny LLM's width
+
+# Model sizes the builder makes: the same architecture and HF layout, different dimensions.
+# ``tiny`` (~0.42 M parameters, 56 px) keeps tests fast; ``small`` (112 px: 8x8 patches, the cube
+# of the SO-101 task a few pixels wide instead of one or two) is the smallest we found that learns
+# the simulated vision task on a CPU in minutes (the fine-tune of ``molmoact2-train-demo``).
+SIZES: dict[str, dict] = {
+    "tiny": dict(image=56, vit_hidden=32, vit_inter=64, vit_layers=2, vit_heads=2, text_hidden=HIDDEN, text_heads=4,
+                 text_kv_heads=2, text_inter=128, text_layers=2, expert_hidden=32, expert_layers=2, expert_heads=2),
+    "small": dict(image=112, vit_hidden=64, vit_inter=128, vit_layers=2, vit_heads=4, text_hidden=128, text_heads=4,
+                  text_kv_heads=2, text_inter=256, text_layers=2, expert_hidden=64, expert_layers=2, expert_heads=4),
+}
 
 # Per norm tag: dims, horizon, setup / control text, and q01/q99 in the checkpoint's model units.
 _DEG = 180.0 / np.pi
@@ -248,24 +259,28 @@ def _discrete_chain(proc, n_chars: int, max_len: int = 24) -> list[int]:
 # model
 
 
-def _make_config(ids: dict[str, int], num_action_tokens: int, think: bool):
+def _make_config(ids: dict[str, int], num_action_tokens: int, think: bool, size: str = "tiny"):
     from lerobot.policies.molmoact2.molmoact2_hf_model.configuration_molmoact2 import (
         MolmoAct2ActionExpertConfig, MolmoAct2AdapterConfig, MolmoAct2Config, MolmoAct2TextConfig,
         MolmoAct2VitConfig)
 
-    vit = MolmoAct2VitConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=2, head_dim=16,
-                             image_default_input_size=(56, 56), image_patch_size=14, image_num_pos=16,
+    z = SIZES[size]
+    patches = (z["image"] // 14) ** 2
+    vit = MolmoAct2VitConfig(hidden_size=z["vit_hidden"], intermediate_size=z["vit_inter"], num_hidden_layers=z["vit_layers"],
+                             num_attention_heads=z["vit_heads"], num_key_value_heads=z["vit_heads"], head_dim=16,
+                             image_default_input_size=(z["image"], z["image"]), image_patch_size=14, image_num_pos=patches,
                              attn_implementation="sdpa")
-    adapter = MolmoAct2AdapterConfig(vit_layers=(-1, -2), hidden_size=32, num_attention_heads=2,
-                                     num_key_value_heads=2, head_dim=16, intermediate_size=64,
-                                     text_hidden_size=HIDDEN, attn_implementation="sdpa")
-    text = MolmoAct2TextConfig(hidden_size=HIDDEN, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+    adapter = MolmoAct2AdapterConfig(vit_layers=(-1, -2), hidden_size=z["vit_hidden"], num_attention_heads=z["vit_heads"],
+                                     num_key_value_heads=z["vit_heads"], head_dim=16, intermediate_size=z["vit_inter"],
+                                     text_hidden_size=z["text_hidden"], attn_implementation="sdpa")
+    text = MolmoAct2TextConfig(hidden_size=z["text_hidden"], num_attention_heads=z["text_heads"],
+                               num_key_value_heads=z["text_kv_heads"], head_dim=z["text_hidden"] // z["text_heads"],
                                vocab_size=ids["__vocab_size__"], additional_vocab_size=ADDITIONAL_VOCAB,
-                               num_hidden_layers=2, intermediate_size=128, max_position_embeddings=4096,
+                               num_hidden_layers=z["text_layers"], intermediate_size=z["text_inter"], max_position_embeddings=4096,
                                rope_theta=1000000.0, use_qk_norm=False, attn_implementation="sdpa")
-    expert = MolmoAct2ActionExpertConfig(hidden_size=32, num_layers=2, num_heads=2, ffn_multiple_of=32,
-                                         timestep_embed_dim=32, max_action_dim=MAX_ACTION_DIM,
+    expert = MolmoAct2ActionExpertConfig(hidden_size=z["expert_hidden"], num_layers=z["expert_layers"],
+                                         num_heads=z["expert_heads"], ffn_multiple_of=32,
+                                         timestep_embed_dim=z["expert_hidden"], max_action_dim=MAX_ACTION_DIM,
                                          max_action_horizon=MAX_ACTION_HORIZON)
     cfg = MolmoAct2Config(
         vit_config=vit, adapter_config=adapter, text_config=text, action_expert_config=expert,
@@ -308,8 +323,9 @@ def _craft_termination(model, ids: dict[str, int], chain: list[int], action_star
     for a, b in zip(seq[:-1], seq[1:]):
         successors.append(([a], b))
     k = len(successors)
-    if k > HIDDEN // 2:
-        raise RuntimeError(f"{k} successor classes do not fit into hidden size {HIDDEN}")
+    hidden = emb.shape[1]
+    if k > hidden // 2:
+        raise RuntimeError(f"{k} successor classes do not fit into hidden size {hidden}")
     with torch.no_grad():
         emb[:, :k] = 0.0
         wte.new_embedding.data[:, :k] = 0.0
@@ -344,8 +360,12 @@ def _norm_stats() -> dict:
 
 
 def build_tiny_checkpoint(out_dir: str | os.PathLike, think: bool = False, seed: int = 0,
-                          discrete_tag: str = DEFAULT_DISCRETE_TAG) -> Path:
-    """Build the checkpoint into ``out_dir`` (created; written atomically) and return its path."""
+                          discrete_tag: str = DEFAULT_DISCRETE_TAG, size: str = "tiny") -> Path:
+    """Build the checkpoint (``size``: a key of ``SIZES``) into ``out_dir`` (created; written
+    atomically) and return its path."""
+    if size not in SIZES:
+        raise ValueError(f"size {size!r}: one of {', '.join(SIZES)}")
+    px = SIZES[size]["image"]
     import torch
     from lerobot.policies.molmoact2.molmoact2_hf_model.modeling_molmoact2 import MolmoAct2ForConditionalGeneration
 
@@ -359,7 +379,7 @@ def build_tiny_checkpoint(out_dir: str | os.PathLike, think: bool = False, seed:
         spec = TAGS[discrete_tag]
         chain = _discrete_chain(proc, spec["horizon"] * spec["action_dim"])
 
-        cfg = _make_config(ids, num_action_tokens, think)
+        cfg = _make_config(ids, num_action_tokens, think, size)
         torch.manual_seed(seed)
         model = MolmoAct2ForConditionalGeneration(cfg).eval()
         _craft_termination(model, ids, chain, ids["<action_0>"])
@@ -368,7 +388,7 @@ def build_tiny_checkpoint(out_dir: str | os.PathLike, think: bool = False, seed:
             "processor_class": "MolmoAct2Processor",
             "image_processor": {
                 "image_processor_type": "MolmoAct2ImageProcessor",
-                "size": {"height": 56, "width": 56}, "max_crops": 1, "overlap_margins": [4, 4],
+                "size": {"height": px, "width": px}, "max_crops": 1, "overlap_margins": [4, 4],
                 "crop_mode": "overlap-and-resize-c2", "patch_size": 14, "pooling_size": [2, 2],
                 "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_convert_rgb": True,
             },
@@ -380,7 +400,7 @@ def build_tiny_checkpoint(out_dir: str | os.PathLike, think: bool = False, seed:
         (tmp / "norm_stats.json").write_text(json.dumps(_norm_stats(), indent=1))
         (tmp / "tiny_checkpoint.json").write_text(json.dumps({
             "builder": "molmoact2_policy.core.tiny_checkpoint", "fingerprint": builder_fingerprint(),
-            "think": think, "seed": seed, "discrete_tag": discrete_tag, "discrete_chain": chain,
+            "think": think, "seed": seed, "size": size, "discrete_tag": discrete_tag, "discrete_chain": chain,
             "parameters": int(sum(p.numel() for p in model.parameters())),
         }, indent=1))
         os.chmod(tmp, 0o755)
@@ -395,9 +415,9 @@ def build_tiny_checkpoint(out_dir: str | os.PathLike, think: bool = False, seed:
     return out
 
 
-def cached_tiny_checkpoint(cache_root: str | os.PathLike, think: bool = False) -> Path:
+def cached_tiny_checkpoint(cache_root: str | os.PathLike, think: bool = False, size: str = "tiny") -> Path:
     """Build once into ``cache_root/<fingerprint>/<variant>`` and reuse it while the builder is unchanged."""
-    out = Path(cache_root) / builder_fingerprint() / ("tiny-think" if think else "tiny")
+    out = Path(cache_root) / builder_fingerprint() / (size + ("-think" if think else ""))
     if all((out / f).is_file() for f in REQUIRED_FILES):
         return out
     import fcntl
@@ -406,7 +426,7 @@ def cached_tiny_checkpoint(cache_root: str | os.PathLike, think: bool = False) -
     with open(out.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not all((out / f).is_file() for f in REQUIRED_FILES):
-            build_tiny_checkpoint(out, think=think)
+            build_tiny_checkpoint(out, think=think, size=size)
     return out
 
 
@@ -416,12 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output directory (replaced if it exists)")
     parser.add_argument("--think", action="store_true", help="build the MolmoAct2-Think variant (depth reasoning)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="model dimensions (tiny: tests; small: learns the sim task)")
     parser.add_argument("--discrete-tag", default=DEFAULT_DISCRETE_TAG, choices=sorted(TAGS),
                         help="norm tag whose horizon x action_dim the discrete token chain decodes to")
     args = parser.parse_args(argv)
-    out = build_tiny_checkpoint(args.out, think=args.think, seed=args.seed, discrete_tag=args.discrete_tag)
+    out = build_tiny_checkpoint(args.out, think=args.think, seed=args.seed, discrete_tag=args.discrete_tag, size=args.size)
     meta = json.loads((out / "tiny_checkpoint.json").read_text())
-    print(f"tiny MolmoAct2{'-Think' if args.think else ''} checkpoint: {out} ({meta['parameters']} parameters)")
+    print(f"{args.size} MolmoAct2{'-Think' if args.think else ''} checkpoint: {out} ({meta['parameters']} parameters)")
     return 0
 
 

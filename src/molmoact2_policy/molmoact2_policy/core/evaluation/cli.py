@@ -108,15 +108,23 @@ def export_main(argv: list[str] | None = None) -> int:
                          "events; all: ignore them")
     ap.add_argument("--include-failures", action="store_true", help="with labelled episodes: keep the failures too")
     ap.add_argument("--episode-topic", default="/episode/event", help="the episode manager's event topic in the bags")
+    ap.add_argument("--image-size", default=None, metavar="WIDTHxHEIGHT",
+                    help="every camera at this size (default: the embodiment's; a simulator's renders: their own size)")
     ap.add_argument("--no-progress", action="store_true")
     ns = ap.parse_args(argv)
+    image_size = None
+    if ns.image_size:
+        w, x, h = ns.image_size.lower().partition("x")
+        if not (x and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+            ap.error(f"--image-size {ns.image_size!r}: expected WIDTHxHEIGHT, e.g. 160x120")
+        image_size = (int(w), int(h))
     from .export import ExportConfig, ExportError, export_lerobot
 
     try:
         summary = export_lerobot(ExportConfig(ns.bags, ns.embodiment, ns.output, ns.repo_id, ns.topic_map, ns.instruction,
                                               ns.units, ns.stamps, not ns.no_progress, ns.max_state_age, ns.max_image_age,
                                               episodes=ns.episodes, include_failures=ns.include_failures,
-                                              episode_topic=ns.episode_topic))
+                                              episode_topic=ns.episode_topic, image_size=image_size))
     except (BagError, TopicMapError, ExportError, ValueError) as exc:
         print(f"molmoact2-export-lerobot: {exc}", file=sys.stderr)
         return 2

@@ -33,6 +33,8 @@ of fresh frames, as for a bag without events).
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,11 +78,24 @@ class ExportConfig:
     episodes: str = "auto"  # auto | labelled | all (see the module docstring)
     include_failures: bool = False
     episode_topic: str = EVENT_TOPIC
+    image_size: tuple[int, int] | None = None  # (width, height) of every exported camera; None: the embodiment's
 
 
-def features_for(emb) -> dict:
+def export_cameras(emb, image_size: tuple[int, int] | None = None) -> list:
+    """The embodiment's cameras in model order, at ``image_size`` (width, height) when given (a
+    simulator's small renders are exported as rendered, not upscaled to the real cameras' size)."""
+    cams = emb.cameras_in_model_order()
+    if image_size is None:
+        return cams
+    w, h = (int(v) for v in image_size)
+    if w <= 0 or h <= 0:
+        raise ExportError(f"image size {w}x{h}: both must be > 0")
+    return [dataclasses.replace(c, width=w, height=h) for c in cams]
+
+
+def features_for(emb, cams=None) -> dict:
     feats = {}
-    for cam in emb.cameras_in_model_order():
+    for cam in cams or emb.cameras_in_model_order():
         feats[f"observation.images.{cam.name}"] = {
             "dtype": "video", "shape": (cam.height, cam.width, 3), "names": ["height", "width", "channels"]}
     feats["observation.state"] = {"dtype": "float32", "shape": (len(emb.model.state_joints),), "names": list(emb.model.state_joints)}
@@ -209,8 +224,8 @@ def export_lerobot(cfg: ExportConfig) -> dict:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     io = PolicyIO(emb)
-    cams = emb.cameras_in_model_order()
-    ds = LeRobotDataset.create(cfg.repo_id or f"local/{out.name}", fps=int(fps), features=features_for(emb), root=out,
+    cams = export_cameras(emb, cfg.image_size)
+    ds = LeRobotDataset.create(cfg.repo_id or f"local/{out.name}", fps=int(fps), features=features_for(emb, cams), root=out,
                                robot_type=emb.name, use_videos=True, streaming_encoding=True,
                                video_backend=VIDEO_BACKEND)
     step_ns = int(round(1e9 / fps))
