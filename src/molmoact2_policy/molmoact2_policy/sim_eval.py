@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .demos import DEFAULT_TASK, SUPERVISOR_STATUS, TASK_STATE, EpisodesWatch
+from .demos import DEFAULT_TASK, TASK_STATE, EpisodesWatch
 
 COUNTERS = ("chunks_received", "chunks_refused", "steps_dropped_late", "clamps_position", "clamps_velocity",
             "clamps_envelope", "clamps_relative", "refusals_nonfinite", "refusals_workspace", "refusals_peer_stale",
