@@ -32,6 +32,7 @@ import numpy as np
 
 from .backends.base import BackendError, BackendUnavailable, NonFiniteActions, PolicyBackend, PolicyRequest
 from .policy_io import PolicyIO, PolicyIOError
+from .rtc import CHUNK_MODES, RtcPlanner, RtcSettings
 
 RATE_MODES = ("max", "fixed", "on_demand")
 
@@ -96,8 +97,16 @@ class RuntimeConfig:
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
     num_steps: int | None = None
+    # "rtc": each request carries the previous chunk's left-over and the estimated delay (core.rtc)
+    chunk_mode: str = "independent"
+    rtc: RtcSettings = field(default_factory=RtcSettings)
+    execute_steps: int = 0  # steps of a chunk the driver executes (0: all): the left-over ends there
 
     def validate(self) -> None:
+        if self.chunk_mode not in CHUNK_MODES:
+            raise ValueError(f"chunk_mode '{self.chunk_mode}' must be one of {', '.join(CHUNK_MODES)}")
+        if self.chunk_mode == "rtc":
+            self.rtc.validate()
         if self.rate_mode not in RATE_MODES:
             raise ValueError(f"rate_mode '{self.rate_mode}' must be one of {', '.join(RATE_MODES)}")
         if self.rate_mode == "fixed" and not self.rate_hz > 0:
@@ -147,6 +156,7 @@ class PolicyRuntime:
         self.now_ns = now_ns
         self.monotonic = monotonic
         self.stats = LatencyStats()
+        self.rtc = RtcPlanner(config.rtc) if config.chunk_mode == "rtc" else None
         self.sequence = 0
         self.instruction = ""
         self.state = IDLE
@@ -161,6 +171,7 @@ class PolicyRuntime:
         self._reset_pending = False
         self._stop = False
         self._thread: threading.Thread | None = None
+        self.last_rtc = None  # the RtcInputs of the newest published chunk (None: no prefix); for tests/bench
 
     # ------------------------------------------------------------------ control (any thread)
     def start_thread(self) -> None:
@@ -237,6 +248,8 @@ class PolicyRuntime:
 
     # ------------------------------------------------------------------ internals
     def _new_episode_locked(self) -> None:
+        if self.rtc is not None:  # a prefix never crosses an episode (reset, e-stop, pause, instruction)
+            self.rtc.reset()
         self._episode += 1
         self._episode_start = self.monotonic()
         self._reset_pending = True
@@ -363,9 +376,13 @@ class PolicyRuntime:
         t0 = time.perf_counter()
         self.sink.consuming(obs.stamp_ns)
         images, state = self.io.assemble(obs.camera_names, obs.images, obs.joint_names, obs.positions)
+        rtc = None
+        if self.rtc is not None:
+            with self._cv:
+                rtc = self.rtc.inputs_for(episode, obs.stamp_ns)
         request = PolicyRequest(images=images, state=state, instruction=instruction, norm_tag=self.io.norm_tag,
                                 camera_names=list(self.io.camera_order), seed=self.config.seed,
-                                num_steps=self.config.num_steps)
+                                num_steps=self.config.num_steps, rtc=rtc)
         t1 = time.perf_counter()
         result = self.backend.predict(request)
         t2 = time.perf_counter()
@@ -390,5 +407,9 @@ class PolicyRuntime:
                 received_mono=obs.received_mono,
             )
             self.sink.chunk(out)
+            if self.rtc is not None:  # what the arm executes next; latency = capture -> published
+                executed = result.actions[: self.config.execute_steps] if self.config.execute_steps else result.actions
+                self.rtc.record(episode, obs.stamp_ns, executed, self.io.dt, (self.now_ns() - obs.stamp_ns) * 1e-9)
+            self.last_rtc = rtc
             self.stats.add(t3 - t0, time.perf_counter())
             self._set_state(RUNNING, "")

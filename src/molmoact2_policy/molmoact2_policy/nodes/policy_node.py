@@ -16,6 +16,11 @@ Topics (relative names; namespace per robot):
   publishes   action_chunk (ActionChunk, wire units), depth_tokens (DepthTokens, Think only),
               policy_status (PolicyStatus, latched; consuming_stamp = capture stamp of the main camera
               of the observation whose inference just started), /diagnostics
+  also subscribes estop (std_msgs/Bool): true starts a new episode (nothing computed before it is published)
+
+chunk_mode rtc: each request carries the previous chunk's not-yet-executed steps (model units, re-timed
+to the new observation's stamp) and the inference delay in steps (a high percentile of recent
+capture -> publish latencies), with LeRobot's RTC parameters (``rtc.*``); see ``core.rtc``.
 Services: set_instruction (SetInstruction; a new instruction starts a new episode), ~/start, ~/stop,
 ~/reset, ~/request_chunk (std_srvs/Trigger).
 """
@@ -32,7 +37,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.serialization import deserialize_message
-from std_msgs.msg import Empty, String
+from std_msgs.msg import Bool, Empty, String
 from std_srvs.srv import Trigger
 
 from molmoact2_common import qos
@@ -45,8 +50,10 @@ from molmoact2_msgs.srv import SetInstruction
 
 from ..core.backends import BACKEND_KINDS, BackendError, BackendUnavailable, PolicyRequest, make_backend
 from ..core.policy_io import PolicyIO, PolicyIOError
+from ..core.backends.base import RTC_SCHEDULES
 from ..core.policy_runtime import (ERROR, IDLE, PAUSED, RATE_MODES, RUNNING, WARMING, ChunkOutput,
                                    ObservationInput, PolicyRuntime, RuntimeConfig)
+from ..core.rtc import CHUNK_MODES, RtcSettings
 from ..ros_conversions import ActionChunkSerializer, ns_to_time, observation_msg_to_arrays
 
 STATE_CODES = {IDLE: PolicyStatus.STATE_IDLE, WARMING: PolicyStatus.STATE_WARMING, RUNNING: PolicyStatus.STATE_RUNNING,
@@ -91,6 +98,19 @@ PARAMS = [
     ParamSpec("retry_initial_s", float, 0.2, "backoff after a failed inference, first delay", positive, "> 0"),
     ParamSpec("retry_max_s", float, 5.0, "backoff after failed inferences, largest delay", positive, "> 0"),
     ParamSpec("status_rate_hz", float, 1.0, "policy_status and /diagnostics rate (status is also published on every change)", positive, "> 0"),
+    ParamSpec("chunk_mode", str, "independent",
+              "independent: every chunk on its own (the driver blends them: replace, crossfade, ensemble); rtc: "
+              "real-time chunking, each chunk generated as the continuation of the one being executed (run the "
+              "driver with blending:=replace)", choices=CHUNK_MODES),
+    ParamSpec("rtc.execution_horizon", int, 10, "rtc: LeRobot RTCConfig.execution_horizon, steps of the previous chunk "
+              "that guide the new one (the first inference_delay frozen, then decaying weights)", positive, "> 0"),
+    ParamSpec("rtc.max_guidance_weight", float, 10.0, "rtc: LeRobot RTCConfig.max_guidance_weight", positive, "> 0"),
+    ParamSpec("rtc.prefix_attention_schedule", str, "LINEAR", "rtc: LeRobot RTCConfig.prefix_attention_schedule",
+              choices=RTC_SCHEDULES),
+    ParamSpec("rtc.latency_window", int, 30, "rtc: chunks over which the inference delay is estimated", positive, "> 0"),
+    ParamSpec("rtc.latency_percentile", float, 95.0, "rtc: the delay is this percentile of the window's latencies "
+              "(observation capture -> chunk published), in control steps rounded up",
+              lambda v: 0 < v <= 100, "in (0, 100]"),
     ParamSpec("instruction", str, "", "initial instruction ('' = wait for the instruction topic or set_instruction)"),
     ParamSpec("autostart", str, "none", "lifecycle transitions to run at start", choices=("none", "configure", "activate")),
 ]
@@ -190,6 +210,9 @@ class PolicyNode(StackLifecycleNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
         self.create_subscription(Observation, "observation", self._on_observation, qos.OBSERVATION, raw=True)
         self.create_subscription(String, "instruction", self._on_instruction_topic, qos.INSTRUCTION)
+        # an e-stop starts a new episode: the arm held, so no chunk computed before it (nor an RTC
+        # prefix from it) is published after it
+        self.create_subscription(Bool, "estop", self._on_estop, qos.ESTOP)
         self.create_subscription(Empty, "chunk_request", lambda _m: self.runtime and self.runtime.request_chunk(), qos.ACTION_CHUNK)
         self.create_service(SetInstruction, "set_instruction", self._on_set_instruction)
         self.create_service(Trigger, "~/start", self._on_start)
@@ -247,6 +270,8 @@ class PolicyNode(StackLifecycleNode):
             backend = make_backend(self.p["backend"], **opts)
             info = backend.info()
             io.check_backend(info)
+            if self.p["chunk_mode"] == "rtc" and not info.rtc:
+                raise ParameterError(self._rtc_refusal(info))
             self.model_id = info.model_id
             self.mode = info.mode
             log.info(f"loaded {info.kind} backend '{info.model_id}' ({info.mode}) in {time.perf_counter() - t0:.2f} s; "
@@ -268,7 +293,13 @@ class PolicyNode(StackLifecycleNode):
                             joint_state_max_skew_s=self.p["joint_state_max_skew_s"],
                             episode_gap_s=self.p["episode_gap_s"], max_episode_s=self.p["max_episode_s"],
                             seed=None if self.p["seed"] < 0 else self.p["seed"],
-                            retry_initial_s=self.p["retry_initial_s"], retry_max_s=self.p["retry_max_s"])
+                            retry_initial_s=self.p["retry_initial_s"], retry_max_s=self.p["retry_max_s"],
+                            chunk_mode=self.p["chunk_mode"], execute_steps=int(emb.chunk.get("execute_steps", 0) or 0),
+                            rtc=RtcSettings(execution_horizon=self.p["rtc.execution_horizon"],
+                                            max_guidance_weight=self.p["rtc.max_guidance_weight"],
+                                            prefix_attention_schedule=self.p["rtc.prefix_attention_schedule"],
+                                            latency_window=self.p["rtc.latency_window"],
+                                            latency_percentile=self.p["rtc.latency_percentile"]))
         self.runtime = PolicyRuntime(backend, io, cfg, _Sink(self), now_ns=lambda: self.get_clock().now().nanoseconds)
         self.runtime.state = IDLE
         if self._pending_instruction:
@@ -276,6 +307,19 @@ class PolicyNode(StackLifecycleNode):
         self.runtime.start_thread()
         self._set_static_status(IDLE, "configured")
         return TransitionCallbackReturn.SUCCESS
+
+    def _rtc_refusal(self, info) -> str:
+        p = self.p
+        head = "parameter 'chunk_mode' = rtc: "
+        if info.action_mode == "discrete":
+            return (head + "action_mode 'discrete' decodes tokens, there is no flow to guide (LeRobot: RTC is only "
+                    "supported for continuous MolmoAct2 inference); use action_mode continuous or chunk_mode independent")
+        if p["backend"] == "remote":
+            return (head + f"the /act server at {p['remote_url']} does not take real-time chunking inputs (its health "
+                    "check has no \"rtc\": true; allenai's servers have none): serve the model with "
+                    "molmoact2-act-server, or use chunk_mode independent")
+        why = info.extra.get("rtc_refusal") or "this backend does not take real-time chunking inputs"
+        return head + why
 
     def _warmup(self, backend, io: PolicyIO, emb) -> None:
         """One call on a synthetic observation: excluded from statistics (cold latency made arms jump)."""
@@ -381,6 +425,11 @@ class PolicyNode(StackLifecycleNode):
         if self.runtime is not None:
             self.runtime.set_instruction(text)
         self.get_logger().info(f"instruction: {text!r} (new episode)")
+
+    def _on_estop(self, msg: Bool) -> None:
+        if msg.data and self.runtime is not None:
+            self.runtime.reset()
+            self.get_logger().warning("e-stop: new episode (a chunk under way is discarded, no RTC prefix carried over)")
 
     def _on_instruction_topic(self, msg: String) -> None:
         self._apply_instruction(msg.data)

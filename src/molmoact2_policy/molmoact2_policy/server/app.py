@@ -6,7 +6,10 @@ the allenai/molmoact2 servers). ``POST /act`` takes every layout the official cl
 ``external_cam``/``wrist_cam``, YAM ``top_cam``/``left_cam``/``right_cam``) or the YAM client's JPEG
 wire, ``images_jpeg`` keyed by the bare camera names (``top``/``left``/``right``; ``<camera>_cam``
 keys are taken too); ``state``; ``instruction``; optional ``normalization_tag``, ``num_steps``,
-``seed``, ``reset``. Cameras are matched to the embodiment's camera names by name; a request with
+``seed``, ``reset``, and real-time chunking's ``prev_chunk_left_over`` ((M, D) float32, model units,
+row 0 due at this observation) with ``inference_delay`` and, optionally, ``execution_horizon``,
+``max_guidance_weight``, ``prefix_attention_schedule`` (LeRobot's names). A request without them is
+served exactly as before. Cameras are matched to the embodiment's camera names by name; a request with
 other cameras is refused (400) naming both sides. The answer is the official one,
 ``{"actions": (N, D) float32, "dt_ms": float, "action_horizon": int}`` (json_numpy), or our binary
 encoding when the request's Content-Type is ``application/x-molmoact2-binary`` (the reply follows
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.backends.base import BACKEND_KINDS, BackendError, BackendUnavailable, PolicyBackend, PolicyRequest
+from ..core.backends.base import BACKEND_KINDS, BackendError, BackendUnavailable, PolicyBackend, PolicyRequest, RtcInputs
 from . import codec, official
 
 PROTOCOL_CAMERAS = official.OFFICIAL_CAMERAS
@@ -97,6 +100,23 @@ def create_app(backend: PolicyBackend, cameras: list[str], norm_tag: str, token:
         got = request.headers.get("authorization", "")
         return hmac.compare_digest(got.encode(), f"Bearer {token}".encode())
 
+    def rtc_inputs(payload: dict) -> RtcInputs | None:
+        if payload.get("prev_chunk_left_over") is None:
+            return None
+        if not info.rtc:
+            raise codec.CodecError(f"this server's backend ({info.kind}, {info.mode}) does not take real-time "
+                                   "chunking inputs (prev_chunk_left_over)")
+        rtc = RtcInputs(prev_chunk_left_over=np.asarray(payload["prev_chunk_left_over"], dtype=np.float32),
+                        inference_delay=int(payload.get("inference_delay", 0)),
+                        execution_horizon=int(payload.get("execution_horizon", 10)),
+                        max_guidance_weight=float(payload.get("max_guidance_weight", 10.0)),
+                        prefix_attention_schedule=str(payload.get("prefix_attention_schedule", "LINEAR")))
+        try:
+            rtc.validate()
+        except BackendError as exc:
+            raise codec.CodecError(str(exc)) from None
+        return rtc
+
     def error(status: int, message: str):
         return JSONResponse({"error": message}, status_code=status)
 
@@ -110,7 +130,7 @@ def create_app(backend: PolicyBackend, cameras: list[str], norm_tag: str, token:
         # the official servers' fields first (repo_id, norm_tag, num_cameras, state_dim, action_horizon)
         return {"status": "ok", "repo_id": info.model_id, "norm_tag": norm_tag, "num_cameras": len(cameras),
                 "state_dim": default.get("state_dim"), "action_horizon": default.get("action_horizon"),
-                "model": info.model_id, "backend": info.kind, "mode": info.mode,
+                "model": info.model_id, "backend": info.kind, "mode": info.mode, "rtc": bool(info.rtc),
                 "cameras": [official.wire_key(c) for c in cameras], "tags": tags}
 
     @app.get("/healthz")
@@ -135,7 +155,7 @@ def create_app(backend: PolicyBackend, cameras: list[str], norm_tag: str, token:
                                 instruction=str(payload.get("instruction", "")),
                                 norm_tag=str(payload.get("normalization_tag") or norm_tag), camera_names=list(cameras),
                                 seed=None if seed is None else int(seed),
-                                num_steps=None if steps is None else int(steps))
+                                num_steps=None if steps is None else int(steps), rtc=rtc_inputs(payload))
         except (codec.CodecError, ValueError, TypeError) as exc:
             return error(400, str(exc))
         try:

@@ -11,6 +11,8 @@ from .base import (  # noqa: F401
     PolicyBackend,
     PolicyRequest,
     PolicyResult,
+    RTC_SCHEDULES,
+    RtcInputs,
     TagInfo,
     action_space_of,
     make_backend,

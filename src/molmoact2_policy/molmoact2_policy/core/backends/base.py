@@ -27,6 +27,8 @@ import numpy as np
 ACTION_MODES = ("continuous", "discrete")
 BACKEND_KINDS = ("hf", "lerobot", "remote")
 ACTION_SPACES = ("joint_position", "end_effector")
+#: LeRobot's ``RTCAttentionSchedule`` values (lerobot.configs.types), by name
+RTC_SCHEDULES = ("ZEROS", "ONES", "LINEAR", "EXP")
 
 
 class BackendError(RuntimeError):
@@ -123,11 +125,47 @@ class BackendInfo:
     # (remote: ``<camera>_cam``; lerobot: ``observation.images.<camera>``); None: the backend takes
     # the images in the order of its norm tag's cameras
     camera_keys: tuple[str, ...] | None = None
+    # takes RtcInputs (real-time chunking); a backend that says False would ignore them
+    rtc: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
         return "think" if self.think else self.action_mode
+
+
+@dataclass
+class RtcInputs:
+    """Real-time chunking inputs of one request, with LeRobot's names (``predict_action_chunk``'s
+    ``prev_chunk_left_over``, ``inference_delay``, ``execution_horizon``; ``RTCConfig``'s
+    ``max_guidance_weight`` and ``prefix_attention_schedule``).
+
+    ``prev_chunk_left_over`` is in MODEL units (what the backend returned before, re-timed so that
+    row 0 is due at this request's observation stamp); each backend normalises it as the model's
+    actions are normalised."""
+
+    prev_chunk_left_over: np.ndarray  # (M, D) float32, MODEL units
+    inference_delay: int
+    execution_horizon: int = 10
+    max_guidance_weight: float = 10.0
+    prefix_attention_schedule: str = "LINEAR"
+
+    def validate(self, action_dim: int | None = None) -> None:
+        left = np.asarray(self.prev_chunk_left_over)
+        if left.ndim != 2 or left.shape[0] == 0:
+            raise BackendError(f"prev_chunk_left_over must be (steps >= 1, action_dim), got shape {left.shape}")
+        if action_dim is not None and left.shape[1] != action_dim:
+            raise BackendError(f"prev_chunk_left_over has {left.shape[1]} action dims, the model emits {action_dim}")
+        if not np.all(np.isfinite(left)):
+            raise BackendError("prev_chunk_left_over holds NaN or inf")
+        if int(self.inference_delay) < 0 or int(self.execution_horizon) < 1:
+            raise BackendError(f"inference_delay {self.inference_delay} must be >= 0 and execution_horizon "
+                               f"{self.execution_horizon} >= 1")
+        if not float(self.max_guidance_weight) > 0:
+            raise BackendError(f"max_guidance_weight must be > 0, got {self.max_guidance_weight}")
+        if self.prefix_attention_schedule not in RTC_SCHEDULES:
+            raise BackendError(f"prefix_attention_schedule '{self.prefix_attention_schedule}' must be one of "
+                               f"{', '.join(RTC_SCHEDULES)}")
 
 
 @dataclass
@@ -141,6 +179,7 @@ class PolicyRequest:
     camera_names: list[str] = field(default_factory=list)  # model camera order (names, for remote keys)
     seed: int | None = None  # noise seed of the flow expert (None: nondeterministic)
     num_steps: int | None = None  # flow steps override for this call
+    rtc: RtcInputs | None = None  # real-time chunking: continue the previous chunk
 
     def validate(self) -> None:
         if not self.images:
@@ -158,6 +197,8 @@ class PolicyRequest:
             raise BackendError(f"state must be a vector, got shape {state.shape}")
         if not np.all(np.isfinite(state)):
             raise BackendError("state holds NaN or inf")
+        if self.rtc is not None:
+            self.rtc.validate()
 
 
 @dataclass

@@ -29,6 +29,7 @@ from .base import (
     PolicyBackend,
     PolicyRequest,
     PolicyResult,
+    RtcInputs,
     TagInfo,
     match_camera_keys,
 )
@@ -286,7 +287,7 @@ class HfBackend(PolicyBackend):
     def info(self) -> BackendInfo:
         return BackendInfo(
             kind=self.kind, model_id=self.checkpoint.name, tags=dict(self._tags), action_mode=self.action_mode,
-            think=self.think, extra={"device": self.device, "cuda_graph": self.cuda_graph,
+            think=self.think, rtc=self.action_mode == "continuous", extra={"device": self.device, "cuda_graph": self.cuda_graph,
                                      "checkpoint": str(self.checkpoint)})
 
     def reset(self) -> None:
@@ -311,9 +312,14 @@ class HfBackend(PolicyBackend):
                              if self.adaptive_depth else np.ones(self._num_codes, dtype=bool))
             t1 = time.perf_counter()
             try:
-                # inference_mode: no autograd bookkeeping (version counters, views) on any tensor of the call
-                with torch.inference_mode():
-                    out = self._predict_action(request, images, generator)
+                if request.rtc is not None:
+                    # RTC's guidance takes one autograd step per flow step: no inference_mode here
+                    with torch.no_grad():
+                        out = self._predict_action_rtc(request, images, generator)
+                else:
+                    # inference_mode: no autograd bookkeeping (version counters, views) on any tensor of the call
+                    with torch.inference_mode():
+                        out = self._predict_action(request, images, generator)
             except (RuntimeError, ValueError) as exc:
                 raise BackendError(f"MolmoAct2 predict_action failed: {exc}") from exc
             t2 = time.perf_counter()
@@ -344,7 +350,82 @@ class HfBackend(PolicyBackend):
                 f"'{self.checkpoint.name}' takes {', '.join(tag_cams)} for norm tag '{request.norm_tag}'")
         return [request.images[request.camera_names.index(matched[str(k)])] for k in tag_cams]
 
-    def _predict_action(self, request: PolicyRequest, images: list[np.ndarray], generator):
+    def _rtc_processor(self, rtc: RtcInputs):
+        from lerobot.configs import RTCAttentionSchedule
+        from lerobot.policies.rtc.configuration_rtc import RTCConfig
+        from lerobot.policies.rtc.modeling_rtc import RTCProcessor
+
+        key = (rtc.prefix_attention_schedule, float(rtc.max_guidance_weight), int(rtc.execution_horizon))
+        if getattr(self, "_rtc_key", None) != key:
+            self._rtc = RTCProcessor(RTCConfig(enabled=True, max_guidance_weight=key[1], execution_horizon=key[2],
+                                               prefix_attention_schedule=RTCAttentionSchedule(key[0])))
+            self._rtc_key = key
+        return self._rtc
+
+    def _predict_action_rtc(self, request: PolicyRequest, images: list[np.ndarray], generator):
+        """predict_action with LeRobot's RTC guidance in the flow loop.
+
+        The HF model's ``predict_action`` has no RTC inputs; its flow loop
+        (``_run_action_flow_loop`` of the inner model) is the one place guidance goes, so for this
+        call the loop is LeRobot's RTC loop (as ``MolmoAct2Policy._generate_actions_from_inputs_with_rtc``
+        runs it: ``RTCProcessor.denoise_step`` around each velocity), on the previous chunk's
+        left-over normalised like the model's actions. Without CUDA graphs (the guidance needs autograd).
+        """
+        import torch
+
+        if self.action_mode != "continuous":
+            raise BackendError("RTC inputs need continuous (flow-matching) inference; discrete mode has no flow to guide")
+        rtc = request.rtc
+        tag = self._tags[request.norm_tag]
+        rtc.validate(tag.action_dim)
+        n_obs_steps = int(getattr(self.model.config, "n_obs_steps", 1) or 1)
+        stats = self.model._get_robot_stats()
+        normaliser = stats.action_normalizers.get(str(request.norm_tag))
+        left = np.asarray(rtc.prev_chunk_left_over, dtype=np.float32)
+        left = np.asarray(normaliser.normalize(left) if normaliser is not None else left, dtype=np.float32)
+        backbone = self.model.model
+        expert = backbone._require_action_expert()
+        dtype = expert.action_embed.weight.dtype
+        # the chunk's step 0 is trajectory row n_obs_steps - 1 (predict_action's slice)
+        prefix = np.zeros((n_obs_steps - 1 + left.shape[0], left.shape[1]), np.float32)
+        prefix[n_obs_steps - 1:] = left
+        prefix_t = torch.as_tensor(prefix, device=self.device, dtype=dtype).unsqueeze(0)
+        delay = int(rtc.inference_delay) + n_obs_steps - 1
+        processor = self._rtc_processor(rtc)
+        mask_enabled = backbone.config.mask_action_dim_padding
+
+        def rtc_flow_loop(inputs, steps: int):
+            dt = 1.0 / steps
+            trajectory = inputs.trajectory
+            pad = inputs.action_dim_is_pad
+            for idx in range(steps):
+                modulation = inputs.modulations[idx]
+
+                def denoise(x, modulation=modulation):
+                    # no graph through the expert: the guidance differentiates x_t - t * v_t with
+                    # respect to x_t only (v_t is computed before x_t requires grad), as in LeRobot;
+                    # and the modulation cache may hold inference-mode tensors of earlier calls
+                    with torch.no_grad():
+                        velocity = expert.forward_with_context(x, modulation.conditioning, context=inputs.context,
+                                                               modulation=modulation)
+                    # LeRobot's RTC works on the negated velocity (its time runs the other way)
+                    return -backbone._mask_action_dim_tensor(velocity, action_dim_is_pad=pad, enabled=mask_enabled)
+
+                velocity = -processor.denoise_step(x_t=trajectory, prev_chunk_left_over=prefix_t,
+                                                   inference_delay=delay, time=1.0 - idx / steps,
+                                                   original_denoise_step_partial=denoise,
+                                                   execution_horizon=int(rtc.execution_horizon) + n_obs_steps - 1)
+                trajectory = backbone._mask_action_dim_tensor(trajectory + dt * velocity, action_dim_is_pad=pad,
+                                                              enabled=mask_enabled)
+            return trajectory
+
+        backbone._run_action_flow_loop = rtc_flow_loop  # this call only (an instance attribute, removed below)
+        try:
+            return self._predict_action(request, images, generator, cuda_graph=False)
+        finally:
+            del backbone._run_action_flow_loop
+
+    def _predict_action(self, request: PolicyRequest, images: list[np.ndarray], generator, cuda_graph: bool | None = None):
         return self.model.predict_action(
             processor=self.processor,
             images=images,
@@ -359,5 +440,5 @@ class HfBackend(PolicyBackend):
             num_steps=request.num_steps or self.num_steps,
             n_action_steps=self.n_action_steps,
             generator=generator,
-            enable_cuda_graph=self.cuda_graph,
+            enable_cuda_graph=self.cuda_graph if cuda_graph is None else cuda_graph,
         )

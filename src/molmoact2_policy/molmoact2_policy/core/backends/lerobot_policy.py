@@ -29,8 +29,30 @@ from typing import Any
 import numpy as np
 
 from .base import (ACTION_MODES, BackendError, BackendInfo, CheckpointError, PolicyBackend, PolicyRequest, PolicyResult,
-                   match_camera_keys)
+                   RtcInputs, match_camera_keys)
 from .hf import check_checkpoint_dir, read_tag_infos
+
+
+PORTABLE_KEYS = ("checkpoint_path", "discrete_action_tokenizer")
+
+
+def _portable_config(ckpt: Path):
+    """A policy directory whose base-model paths are relative (a portable fine-tune, e.g.
+    ``molmoact2-train-demo``'s, which carries its base model in ``base_model/``) has them resolved
+    against the directory, wherever it was copied or cloned; LeRobot itself would resolve them
+    against the working directory. Returns (config or None, processor overrides)."""
+    raw = json.loads((ckpt / "config.json").read_text())
+    rel = {k: raw[k] for k in PORTABLE_KEYS if isinstance(raw.get(k), str) and raw[k] and not Path(raw[k]).is_absolute()
+           and (ckpt / raw[k]).exists()}
+    if not rel:
+        return None, {}
+    from lerobot.configs.policies import PreTrainedConfig
+
+    config = PreTrainedConfig.from_pretrained(str(ckpt), local_files_only=True)
+    paths = {k: str((ckpt / v).resolve()) for k, v in rel.items()}
+    for k, v in paths.items():
+        setattr(config, k, v)
+    return config, paths
 
 
 class LeRobotBackend(PolicyBackend):
@@ -79,10 +101,12 @@ class LeRobotBackend(PolicyBackend):
             if not (ckpt / name).is_file():
                 raise CheckpointError(f"LeRobot policy directory {ckpt} is incomplete: missing {name}")
         try:
-            self.policy = MolmoAct2Policy.from_pretrained(str(ckpt), local_files_only=True)
+            config, paths = _portable_config(ckpt)
+            self.policy = MolmoAct2Policy.from_pretrained(str(ckpt), config=config, local_files_only=True)
             self.policy.to(device)
             self.pre = PolicyProcessorPipeline.from_pretrained(str(ckpt), config_filename="policy_preprocessor.json",
-                                                               overrides={"device_processor": {"device": device}})
+                                                               overrides={"device_processor": {"device": device},
+                                                                          **({"molmoact2_pack_inputs": paths} if paths else {})})
             self.post = PolicyProcessorPipeline.from_pretrained(
                 str(ckpt), config_filename="policy_postprocessor.json",
                 to_transition=policy_action_to_transition, to_output=transition_to_policy_action)
@@ -148,8 +172,9 @@ class LeRobotBackend(PolicyBackend):
     def info(self) -> BackendInfo:
         tags = {self.norm_tag: self._tags[self.norm_tag]} if self.norm_tag in self._tags else dict(self._tags)
         return BackendInfo(kind=self.kind, model_id=self._model_id, tags=tags, action_mode=self.action_mode,
-                           think=False, camera_keys=tuple(self.image_keys),
-                           extra={"image_keys": self.image_keys, "device": self.device})
+                           think=False, camera_keys=tuple(self.image_keys), rtc=self._rtc_refusal() is None,
+                           extra={"image_keys": self.image_keys, "device": self.device,
+                                  "rtc_refusal": self._rtc_refusal()})
 
     def _key_of_camera(self, camera_names: list[str]) -> dict[str, str]:
         """Camera name -> the policy's image key that names it; a mismatch is refused naming both sides."""
@@ -165,6 +190,42 @@ class LeRobotBackend(PolicyBackend):
     def reset(self) -> None:
         with self._lock:
             self.policy.reset()
+
+    # ------------------------------------------------------------------ real-time chunking
+    def _rtc_refusal(self) -> str | None:
+        """Why this policy cannot take RTC inputs, or None."""
+        if not self.policy.supports_rtc() or self.action_mode != "continuous":
+            return "RTC needs continuous (flow-matching) inference; LeRobot's MolmoAct2 refuses it in discrete mode"
+        cfg = self.policy.config
+        if cfg.joint_signs is not None or cfg.joint_offsets is not None:
+            return ("RTC with joint_signs/joint_offsets is not supported here: the left-over would need the "
+                    "inverse joint-frame transform before normalising")
+        return None
+
+    def _rtc_kwargs(self, rtc: RtcInputs) -> dict[str, Any]:
+        """predict_action_chunk's RTC keywords, the left-over normalised as the policy's actions are
+        (the inverse of its postprocessor's unnormaliser), and the policy's RTCConfig set to match."""
+        import torch
+        from lerobot.configs import RTCAttentionSchedule
+        from lerobot.policies.rtc.configuration_rtc import RTCConfig
+        from lerobot.processor import UnnormalizerProcessorStep
+
+        why = self._rtc_refusal()
+        if why:
+            raise BackendError(why)
+        cfg = self.policy.config
+        want = RTCConfig(enabled=True, max_guidance_weight=float(rtc.max_guidance_weight),
+                         execution_horizon=int(rtc.execution_horizon),
+                         prefix_attention_schedule=RTCAttentionSchedule(rtc.prefix_attention_schedule))
+        if cfg.rtc_config != want:
+            cfg.rtc_config = want
+            self.policy.init_rtc_processor()
+        unnorm = next((st for st in self.post.steps if isinstance(st, UnnormalizerProcessorStep)), None)
+        left = torch.as_tensor(np.asarray(rtc.prev_chunk_left_over, dtype=np.float32)).unsqueeze(0)
+        if unnorm is not None:
+            left = unnorm._normalize_action(left, inverse=False).clamp(-1.0, 1.0)
+        return {"prev_chunk_left_over": left.to(self.device), "inference_delay": int(rtc.inference_delay),
+                "execution_horizon": int(rtc.execution_horizon)}
 
     def predict(self, request: PolicyRequest) -> PolicyResult:
         import torch
@@ -192,6 +253,11 @@ class LeRobotBackend(PolicyBackend):
                     kwargs["generator"] = torch.Generator(device=self.device).manual_seed(int(request.seed))
                 if request.num_steps or self.num_steps:
                     kwargs["num_steps"] = request.num_steps or self.num_steps
+                rtc_cfg = self.policy.config.rtc_config
+                if request.rtc is not None:
+                    kwargs.update(self._rtc_kwargs(request.rtc))
+                elif rtc_cfg is not None:
+                    rtc_cfg.enabled = False  # no prefix (first chunk of an episode): LeRobot's plain path
                 with torch.no_grad():
                     chunk = self.policy.predict_action_chunk(inputs, **kwargs)
                 t2 = time.perf_counter()

@@ -14,7 +14,10 @@ Wire layouts (option ``encoding``; the official ones are those of allenai's clie
 
 Camera keys: ``<camera>_cam`` per model camera; ``protocol`` droid/yam forces the official names
 (DROID ``external_cam``/``wrist_cam``, YAM ``top_cam``/``left_cam``/``right_cam``). ``seed``,
-``num_steps`` and ``reset`` are sent only when set (the official servers ignore the first and last).
+``num_steps`` and ``reset`` are sent only when set (the official servers ignore the first and last);
+so are the real-time chunking fields (``prev_chunk_left_over``, ``inference_delay``,
+``execution_horizon``, ``max_guidance_weight``, ``prefix_attention_schedule``), which only our server
+reads (its health check says ``"rtc": true``).
 Reply: ``actions`` (N, D) float32 and ``dt_ms``.
 
 A server that is down or slow raises ``BackendUnavailable`` (connection refused, timeout, 5xx): the
@@ -35,7 +38,16 @@ import numpy as np
 
 from ...server import codec
 from ...server.official import OFFICIAL_JPEG_QUALITY, bare_name
-from .base import BackendError, BackendInfo, BackendUnavailable, PolicyBackend, PolicyRequest, PolicyResult, TagInfo
+from .base import (BackendError, BackendInfo, BackendUnavailable, PolicyBackend, PolicyRequest, PolicyResult, RtcInputs,
+                   TagInfo)
+
+def rtc_fields(rtc: RtcInputs) -> dict[str, Any]:
+    """The /act request fields of real-time chunking (LeRobot's names); all optional on the server."""
+    return {"prev_chunk_left_over": np.ascontiguousarray(rtc.prev_chunk_left_over, dtype=np.float32),
+            "inference_delay": int(rtc.inference_delay), "execution_horizon": int(rtc.execution_horizon),
+            "max_guidance_weight": float(rtc.max_guidance_weight),
+            "prefix_attention_schedule": str(rtc.prefix_attention_schedule)}
+
 
 PROTOCOL_KEYS = {"droid": ["external_cam", "wrist_cam"], "yam": ["top_cam", "left_cam", "right_cam"]}
 
@@ -137,7 +149,7 @@ class RemoteBackend(PolicyBackend):
             cams = PROTOCOL_KEYS[self.protocol]
         return BackendInfo(kind=self.kind, model_id=str(h.get("model") or h.get("repo_id") or self.url), tags=tags,
                            action_mode=str(h.get("mode") or "continuous"),
-                           think=h.get("mode") == "think",
+                           think=h.get("mode") == "think", rtc=bool(h.get("rtc")),
                            camera_keys=tuple(cams) if isinstance(cams, list) else None,
                            extra={"url": self.url, "reachable": self._health is not None})
 
@@ -163,6 +175,8 @@ class RemoteBackend(PolicyBackend):
             self._reset_pending = False
         if request.num_steps:
             payload["num_steps"] = int(request.num_steps)
+        if request.rtc is not None:  # optional fields: only our server reads them (health "rtc": true)
+            payload.update(rtc_fields(request.rtc))
         if self.encoding == "jpeg":
             # the official YAM client keys its JPEGs by the bare camera names (top, left, right)
             payload["images_jpeg"] = {bare_name(k): codec.jpeg_encode(im, self.jpeg_quality)
