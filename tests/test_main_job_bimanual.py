@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.model, pytest.mark.slow]
 def bimanual_run(tmp_path_factory, tiny_checkpoint_dir):
     out = tmp_path_factory.mktemp("main_job_yam") / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "molmoact2_policy.main_job", "--robot", "yam_bimanual", "--sim-seconds", "5",
+        [sys.executable, "-m", "molmoact2_policy.main_job", "--mode", "graph", "--robot", "yam_bimanual", "--sim-seconds", "5",
          "--out", str(out), "--checkpoint-cache", str(tiny_checkpoint_dir.parent.parent)],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )

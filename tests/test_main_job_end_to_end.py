@@ -24,7 +24,7 @@ def main_job_run(tmp_path_factory, tiny_checkpoint_dir):
     # running on the session's domain can reach the closed loop.
     env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}
     proc = subprocess.run(
-        [sys.executable, "-m", "molmoact2_policy.main_job", "--sim-seconds", "6", "--out", str(out),
+        [sys.executable, "-m", "molmoact2_policy.main_job", "--mode", "graph", "--sim-seconds", "6", "--out", str(out),
          "--checkpoint-cache", str(tiny_checkpoint_dir.parent.parent)],
         cwd=ROOT, capture_output=True, text=True, timeout=240, env=env,
     )

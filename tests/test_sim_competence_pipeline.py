@@ -22,6 +22,26 @@ def _run(cmd, timeout, cwd=None):
     return proc, proc.stdout[-4000:] + proc.stderr[-4000:]
 
 
+def _portable_policy_gives_the_same_chunks_as_lerobots_own_directory(policy, lerobot_dir, elsewhere):
+    """The portable copy (base model inside, relative paths, zero base weights) moved to another
+    directory loads through our lerobot backend and gives LeRobot's own directory's chunks exactly."""
+    import shutil
+
+    import numpy as np
+
+    from molmoact2_policy.core.backends.base import PolicyRequest
+    from molmoact2_policy.core.backends.lerobot_policy import LeRobotBackend
+
+    shutil.copytree(policy, elsewhere)
+    assert json.loads((elsewhere / "config.json").read_text())["checkpoint_path"] == "base_model"
+    rng = np.random.default_rng(0)
+    req = PolicyRequest(images=[rng.integers(0, 255, (72, 96, 3), dtype=np.uint8) for _ in range(2)],
+                        state=np.array([0.0, -90.0, 90.0, 60.0, 0.0, 10.0]), instruction="touch the cube",
+                        norm_tag="so100_so101_molmoact2", camera_names=["front", "wrist"], seed=1)
+    chunks = [np.asarray(LeRobotBackend(str(d), camera_names=["front", "wrist"]).predict(req).actions) for d in (lerobot_dir, elsewhere)]
+    np.testing.assert_array_equal(chunks[0], chunks[1])
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_demos_export_finetune_and_closed_loop_eval_connect_and_read_back(tmp_path):
@@ -45,6 +65,8 @@ def test_demos_export_finetune_and_closed_loop_eval_connect_and_read_back(tmp_pa
     assert json.loads((policy / "config.json").read_text())["type"] == "molmoact2"
     assert (policy / "model.safetensors").is_file() and (policy / "recipe.json").is_file()
     assert (out / "loss.png").stat().st_size > 1000 and (out / "loss.csv").read_text().startswith("step,loss")
+    _portable_policy_gives_the_same_chunks_as_lerobots_own_directory(policy, out / "train" / "checkpoints" / "last" /
+                                                                     "pretrained_model", tmp_path / "elsewhere")
 
     ev = tmp_path / "eval"
     proc, log = _run([sys.executable, "-m", "molmoact2_policy.sim_eval", "--checkpoint", str(policy), "--episodes", "2",

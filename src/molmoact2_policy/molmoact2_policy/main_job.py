@@ -1,4 +1,14 @@
-"""The main job: the full graph closed-loop in MuJoCo on the offline tiny checkpoint.
+"""The main job: closed-loop competence in MuJoCo, then (``--mode graph``) the full graph's figures.
+
+``--mode competence`` (default, ``make run``): the project's fine-tuned SO-101 policy
+(``models/so101_touch_cube``, made by ``molmoact2-train-demo``; its recipe is in its
+``recipe.json``) and the same architecture with random weights each run seeded held-out episodes
+of the "touch the cube" task through the full graph (``molmoact2-sim-eval``: sim, cameras,
+masking, policy, driver with its safety layer, episode supervisor, recorder); the two success
+rates are printed side by side with their 95% intervals, time to success and safety counters.
+The long evaluation (50 episodes, the blanked-image control) is ``molmoact2-sim-eval`` itself.
+
+``--mode graph``: the full graph closed-loop in MuJoCo on the offline tiny checkpoint.
 
 A MuJoCo arm (SO-101 by default; both arms of a bimanual YAM with --robot yam_bimanual, one
 driver per arm) publishes /clock and offscreen-rendered cameras; camera
@@ -9,7 +19,8 @@ is torn down and its bag is summarised: achieved rates, real-time factor, latenc
 change-mask refresh fraction, chunks executed, safety events, and PNGs a person can look at.
 It fails loudly when the floors of config/main_job.yaml are not met.
 
-    molmoact2-sim [--robot so101|so100|franka_droid|yam_bimanual] [--think] [--sim-seconds 20] [--out artifacts/main_job]
+    molmoact2-sim [--mode competence|graph] [--robot so101|so100|franka_droid|yam_bimanual] [--think] [--sim-seconds 20]
+                  [--out artifacts/main_job]
 """
 
 from __future__ import annotations
@@ -80,8 +91,51 @@ class SimClockWatch:
         return self.last[0] - self.first[0] if self.first else 0.0
 
 
+def run_competence(cfg: dict, out: Path, checkpoint_cache: Path, policy: Path | None) -> int:
+    """Fine-tuned vs random weights on held-out seeded episodes; both through molmoact2-sim-eval."""
+    from .core.tiny_checkpoint import cached_tiny_checkpoint
+    from .sim_eval import main as sim_eval, report_text
+
+    c = dict(cfg.get("competence") or {})
+    policy = (policy or Path(str(c.get("policy", "models/so101_touch_cube")))).resolve()
+    if not (policy / "config.json").is_file():
+        print(f"[main job] FAILED: no fine-tuned policy at {policy} (make train-demo writes one; pass --policy)")
+        return 1
+    t0 = time.monotonic()
+    baseline = cached_tiny_checkpoint(checkpoint_cache.resolve(), size=str(c.get("baseline_size", "small")))
+    common = ["--robot", str(c.get("robot", "so101")), "--seed", str(c.get("seed", 100000)),
+              "--episode-timeout-s", str(c.get("episode_timeout_s", 6.0)), "--real-time-factor", str(c.get("real_time_factor", 0.5))]
+    if c.get("lockstep", True):
+        common.append("--lockstep")
+    reports = {}
+    for label, ck, backend, episodes in (("fine-tuned", policy, "lerobot", c.get("episodes", 8)),
+                                         ("random weights", baseline, "lerobot", c.get("baseline_episodes", 4))):
+        print(f"[main job] {label}: {episodes} held-out episodes of touch_cube ({ck})", flush=True)
+        code = sim_eval(["--checkpoint", str(ck), "--backend", backend, "--episodes", str(episodes), "--label", label,
+                         "--out", str(out / label.replace(" ", "_")), *common])
+        path = out / label.replace(" ", "_") / "report.json"
+        if not path.is_file():
+            print(f"[main job] FAILED: the {label} evaluation did not run (exit {code})")
+            return 1
+        reports[label] = json.loads(path.read_text())
+    wall = time.monotonic() - t0
+    print("\n[main job] closed-loop competence, SO-101 'touch the cube', held-out seeds:")
+    for label, r in reports.items():
+        print(report_text(r, f"  {label:>14}"))
+    summary = {"mode": "competence", "wall_seconds_total": round(wall, 1),
+               "reports": {k: {f: v[f] for f in ("episodes", "successes", "success_rate", "success_rate_95ci", "time_to_success_s",
+                                                  "chunks_refused", "steps_dropped_late", "safety_events", "checkpoint", "seeds")}
+                           for k, v in reports.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"[main job] OK in {wall:.0f} s: reports, bags and picture strips in {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", default=None, choices=("competence", "graph"),
+                        help="competence: fine-tuned vs random on the sim task (default); graph: the full graph's figures")
+    parser.add_argument("--policy", type=Path, default=None, help="competence: the fine-tuned policy (default models/so101_touch_cube)")
     parser.add_argument("--config", type=Path, default=None, help="job config (default config/main_job.yaml)")
     parser.add_argument("--robot", default=None, help="so101 | so100 | franka_droid | yam_bimanual (default from the config)")
     parser.add_argument("--think", action="store_true", default=None, help="use the tiny Think checkpoint")
@@ -91,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg = _load_job_config(args.config or config_root() / "main_job.yaml")
+    mode = args.mode or cfg.get("mode", "competence")
+    if mode == "competence":
+        out = args.out.resolve()
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        domain_lock = claim_domain_unless_set()  # noqa: F841  (held for the run)
+        return run_competence(cfg, out, args.checkpoint_cache, args.policy)
     robot = args.robot or cfg.get("robot", "so101")
     think = bool(args.think if args.think is not None else cfg.get("think", False))
     sim_seconds = float(args.sim_seconds or cfg.get("sim_seconds", 20.0))

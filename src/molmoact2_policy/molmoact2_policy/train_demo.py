@@ -113,6 +113,35 @@ def write_loss(losses: list[tuple[int, float]], out: Path) -> None:
     plt.close(fig)
 
 
+def make_portable(policy: Path, base: Path) -> None:
+    """LeRobot's ``pretrained_model`` names its base model (tokenizer, processor, HF config) by
+    absolute path. Copy the base into ``base_model/`` and name it relative to the directory, which
+    the ``lerobot`` backend resolves: the policy works wherever it is copied or cloned. LeRobot
+    builds the model from the base's weights, then replaces every tensor with the fine-tune's
+    (``model.safetensors``, loaded strictly): the base's weights are written as zeros of the same
+    shapes, which compress to nothing in git (test_train_demo checks the chunks are identical)."""
+    from safetensors.torch import load_file, save_file
+    import torch
+
+    dst = policy / "base_model"
+    shutil.copytree(base, dst, ignore=shutil.ignore_patterns("model.safetensors", "*.lock"))
+    tensors = load_file(str(base / "model.safetensors"))
+    save_file({k: torch.zeros_like(v) for k, v in tensors.items()}, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    rel = {"checkpoint_path": "base_model", "discrete_action_tokenizer": "base_model/action_tokenizer"}
+    cfg = json.loads((policy / "config.json").read_text())
+    cfg.update(rel)
+    (policy / "config.json").write_text(json.dumps(cfg, indent=4))
+    pre = json.loads((policy / "policy_preprocessor.json").read_text())
+    for step in pre["steps"]:
+        for k, v in rel.items():
+            if k in step.get("config", {}):
+                step["config"][k] = v
+    (policy / "policy_preprocessor.json").write_text(json.dumps(pre, indent=2))
+    train_cfg = policy / "train_config.json"
+    if train_cfg.is_file():  # the training run's own record: absolute paths of this machine
+        train_cfg.rename(policy / "train_config.as_run.json")
+
+
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -215,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "wall_s": round(time.monotonic() - t0, 1)}
     policy = out / "policy"
     shutil.copytree(out / "train" / "checkpoints" / "last" / "pretrained_model", policy)
+    make_portable(policy, base)
     recipe["wall_s"] = round(time.monotonic() - t_all, 1)
     (policy / "recipe.json").write_text(json.dumps(recipe, indent=2))
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2))

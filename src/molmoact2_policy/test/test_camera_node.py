@@ -168,3 +168,29 @@ def test_camera_node_refuses_an_unknown_camera_naming_the_parameter(tmp_path):
         proc.stop()
     assert proc.proc.returncode == 1, out
     assert "parameter 'cameras'" in out and "belly" in out
+
+
+def test_frame_size_publishes_every_camera_at_that_size_instead_of_the_embodiments(ros, tmp_path):
+    # a simulator renders 64x36 frames: published as rendered, not upscaled to the real 640x360
+    proc = _start(tmp_path, "-p", "frame_size:=64x36")
+    try:
+        _Feeder(ros)
+        got: list[Observation] = []
+        sub = ros.node("listener").create_subscription(Observation, "observation", got.append, qos.OBSERVATION)
+        assert ros.wait_for_publishers(sub, timeout=20), proc.output()
+        assert ros.spin_until(lambda: got and not any(got[-1].camera_stale), 20), proc.output()
+        assert [(im.width, im.height) for im in got[-1].images] == [(64, 36)] * 3
+        o = rc.observation_msg_to_arrays(got[-1])
+        assert tuple(o.image("left")[18, 32]) == (220, 0, 0)
+    finally:
+        assert proc.stop() in (0, -2), proc.output()
+
+
+@pytest.mark.parametrize("bad", ["64", "64x", "x36", "0x36", "wide"])
+def test_a_bad_frame_size_is_refused_naming_the_parameter(tmp_path, bad):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", MODULE, "--ros-args", "-p", "embodiment:=yam_bimanual",
+                           "-p", f"frame_size:={bad}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "frame_size" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
