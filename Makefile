@@ -8,10 +8,13 @@ ENV = source tools/env.sh $(ROS_DISTRO) &&
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 
-.PHONY: run test setup setup-kilted setup-drivers test-jazzy test-kilted test-drivers clean help
+TRAIN_ARGS ?=
+
+.PHONY: run train-demo test setup setup-kilted setup-drivers test-jazzy test-kilted test-drivers clean help
 
 help:
 	@echo "make run            main job (closed loop in simulation on the offline tiny checkpoint)"
+	@echo "make train-demo     demonstrations -> LeRobot dataset -> lerobot-train fine-tune (models/so101_touch_cube's recipe)"
 	@echo "make test           all tests on Jazzy, the ROS tests on Kilted, the drivers' tests in the torch-free venv"
 	@echo "make setup          venv + colcon build for ROS_DISTRO (default jazzy)"
 	@echo "make setup-drivers  drivers-only venv (no torch), for a robot PC using a remote GPU server"
@@ -28,6 +31,9 @@ setup-drivers:
 
 run: setup
 	@$(ENV) python -m molmoact2_policy.main_job $(RUN_ARGS)
+
+train-demo: setup
+	@$(ENV) python -m molmoact2_policy.train_demo $(TRAIN_ARGS)
 
 test-jazzy:
 	@bash tools/setup.sh jazzy full
