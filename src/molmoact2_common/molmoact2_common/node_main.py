@@ -84,11 +84,12 @@ def init_with_own_signals(args: list[str] | None = None) -> StopSignals:
 
 
 def run_node(
-    make_node: Callable[[], Node],
+    make_node: Callable[[], Node | list[Node]],
     args: list[str] | None = None,
     multithreaded: bool = False,
 ) -> int:
-    """Init, spin, and shut down cleanly on Ctrl-C and on external shutdown.
+    """Init, spin, and shut down cleanly on Ctrl-C and on external shutdown. ``make_node`` may
+    return several nodes (a composed process): one executor spins them all.
 
     On SIGINT a lifecycle node (``StackLifecycleNode``) that a manager brought up keeps spinning,
     holding, while the manager tears the graph down in reverse order, and finishes whatever is
@@ -100,11 +101,15 @@ def run_node(
 
     signals = init_with_own_signals(args)
     node = None
+    nodes: list[Node] = []
     exit_code = 0
     try:
-        node = make_node()
+        made = make_node()
+        nodes = list(made) if isinstance(made, (list, tuple)) else [made]
+        node = nodes[0]
         executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
-        executor.add_node(node)
+        for n in nodes:
+            executor.add_node(n)
         while rclpy.ok() and not signals.requested:
             executor.spin_once(timeout_sec=0.1)
         if isinstance(node, StackLifecycleNode) and rclpy.ok():
@@ -115,9 +120,9 @@ def run_node(
         print(f"[{getattr(node, 'get_name', lambda: 'node')()}] fatal: {exc}", file=sys.stderr)
         exit_code = 1
     finally:
-        if node is not None:
+        for n in reversed(nodes):
             try:
-                node.destroy_node()
+                n.destroy_node()
             except Exception:  # already torn down by the shutdown path
                 pass
         rclpy.try_shutdown()

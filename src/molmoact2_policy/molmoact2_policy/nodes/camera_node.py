@@ -8,12 +8,20 @@ run in a thread each and are reconnected with back-off; topic relays resume by t
 Joint states are merged by name across ``joint_state_topics`` (one per arm driver). A clock that
 jumps back (``molmoact2-replay --loop`` restarting /clock) resets the synchroniser, so the new loop's
 frames are taken instead of being dropped as older than the last ones.
+
+``observation_trigger``: ``timer`` sends the Observation at ``publish_rate_hz`` (a frame waits up to
+one period for it); ``frames`` sends it as soon as every camera has delivered a frame since the
+last one, and the timer only covers a camera that fell silent (nothing sent for 1.5 periods: the
+Observation goes out flagged stale, as with ``timer``). In-process listeners
+(``observation_listeners``, the composed perception process's masker) get each Observation sent
+as arrays, without a round trip through the middleware.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -25,15 +33,20 @@ from molmoact2_common.params import ParameterError, ParamSpec, declare_parameter
 from molmoact2_msgs.msg import Observation
 
 from .. import ros_conversions as rc
+from .. import wire
 from ..core import camera_sources as cs
 from ..core import image_codec
-from ..core.observation_sync import ObservationSynchronizer, SyncError
+from ..core.observation_sync import ObservationSynchronizer, SyncedObservation, SyncError
+
+OBSERVATION_TRIGGERS = ("timer", "frames")
 
 PARAMS = [
     ParamSpec("embodiment", str, "", "Embodiment config name (config/embodiments/<name>.yaml) or path", check=bool, requirement="non-empty"),
     ParamSpec("cameras", "str[]", [], "Cameras to ingest, in model order (empty: the embodiment's model.camera_order)"),
     ParamSpec("source_overrides", "str[]", [], "Per-camera source overrides 'camera=type:target' (type: device, topic, compressed, video, folder)"),
     ParamSpec("publish_rate_hz", float, 0.0, "Observation rate (0: the embodiment's control_rate_hz)", check=non_negative, requirement=">= 0"),
+    ParamSpec("observation_trigger", str, "timer", "timer: an Observation every 1/publish_rate_hz; frames: one as soon as every "
+              "camera has a new frame (the timer then only covers a silent camera)", choices=OBSERVATION_TRIGGERS),
     ParamSpec("camera_max_age", float, 0.2, "Seconds after which a camera frame is stale", check=positive, requirement="> 0"),
     ParamSpec("camera_max_skew", float, 0.1, "Seconds a camera may lag the newest camera before it is stale", check=positive, requirement="> 0"),
     ParamSpec("joint_max_age", float, 0.2, "Seconds after which a joint-state source is stale", check=positive, requirement="> 0"),
@@ -59,9 +72,9 @@ def _frame_size(text: str) -> tuple[int, int] | None:
 
 
 class CameraNode(Node):
-    def __init__(self, **kwargs) -> None:
-        super().__init__("camera_node", **kwargs)
-        p = declare_parameters(self, PARAMS)
+    def __init__(self, node_name: str = "camera_node", params: list[ParamSpec] = PARAMS, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        p = declare_parameters(self, params)
         self.p = p
         try:
             self.emb = load_embodiment(p["embodiment"])
@@ -94,9 +107,19 @@ class CameraNode(Node):
         self.img_pubs = {
             c: self.create_publisher(Image, f"cameras/{c}/image_raw", qos.CAMERA_IMAGE) for c in cams
         } if p["publish_camera_images"] else {}
+        # frames read in place from the middleware's bytes and Observations sent as bytes (wire.py),
+        # each only where it reads / writes exactly what the middleware does
+        self.raw_images = wire.image_codec_matches_rmw()
+        self.raw_observation = wire.observation_codec_matches_rmw()
+        if not (self.raw_images and self.raw_observation):
+            self.get_logger().warning("this middleware's serialisation differs from wire.py's: frames and observations "
+                                      "go through messages (slower)")
         self.subs = []
         for c, spec in self.specs.items():
-            if spec.type == "topic":
+            if spec.type == "topic" and self.raw_images:
+                self.subs.append(self.create_subscription(Image, spec.target, lambda b, c=c: self._on_raw_image(c, b),
+                                                          qos.CAMERA_IMAGE, raw=True))
+            elif spec.type == "topic":
                 self.subs.append(self.create_subscription(Image, spec.target, lambda m, c=c: self._on_image(c, m), qos.CAMERA_IMAGE))
             elif spec.type == "compressed":
                 self.subs.append(self.create_subscription(CompressedImage, spec.target, lambda m, c=c: self._on_compressed(c, m), qos.CAMERA_IMAGE))
@@ -109,13 +132,20 @@ class CameraNode(Node):
                 src = cs.RetryingSource(c, cs.make_pull_source(spec), self._report, max_backoff=p["max_backoff"])
                 th = threading.Thread(target=self._pull_loop, args=(c, src), name=f"camera-{c}", daemon=True)
                 self.threads.append((th, src))
-        self.timer = self.create_timer(1.0 / rate, self._publish_observation)
+        self.period_s = 1.0 / rate
+        self.on_frames = p["observation_trigger"] == "frames"
+        self.fresh: set[str] = set()  # cameras with a frame since the last Observation (trigger frames)
+        self.last_sent = time.monotonic()
+        #: called with each Observation sent, in the sending thread (in-process consumers)
+        self.observation_listeners: list[Callable[[SyncedObservation], None]] = []
+        self.timer = self.create_timer(self.period_s, self._on_timer)
         self.published = 0
         for th, _ in self.threads:
             th.start()
         self.get_logger().info(
             f"cameras {', '.join(f'{c} <- {s.type}:{s.target}' for c, s in self.specs.items())}; "
-            f"joint states from {', '.join(topics)}; observation at {rate:g} Hz"
+            f"joint states from {', '.join(topics)}; observation "
+            + ("on every complete set of new frames" if self.on_frames else f"at {rate:g} Hz")
         )
 
     # --- inputs -------------------------------------------------------------------------------
@@ -144,9 +174,15 @@ class CameraNode(Node):
         with self.lock:
             self._note_time_locked()
             self.sync.add_frame(camera, rgb, stamp_ns, frame_id)
+            self.fresh.add(camera)
+            complete_set = self.on_frames and len(self.fresh) == len(self.cameras)
+            if complete_set:
+                self.fresh.clear()  # claimed here: a pull thread finishing another set at once sends its own
         pub = self.img_pubs.get(camera)
         if pub is not None:
             pub.publish(rc.rgb_to_image_msg(rgb, stamp_ns, frame_id))
+        if complete_set:
+            self._publish_observation()
 
     def _stamp(self, msg) -> int:
         ns = rc.time_to_ns(msg.header.stamp)
@@ -159,6 +195,15 @@ class CameraNode(Node):
             self._refuse(camera, "raw", exc)
             return
         self._ingest(camera, rgb, self._stamp(msg), msg.header.frame_id)
+
+    def _on_raw_image(self, camera: str, raw: bytes) -> None:
+        try:
+            img = wire.decode_image(raw)
+            rgb = img.to_rgb()
+        except (wire.WireError, image_codec.ImageCodecError) as exc:
+            self._refuse(camera, "raw", exc)
+            return
+        self._ingest(camera, rgb, img.stamp_ns if img.stamp_ns > 0 else self._now_ns(), img.frame_id)
 
     def _on_compressed(self, camera: str, msg: CompressedImage) -> None:
         try:
@@ -201,10 +246,17 @@ class CameraNode(Node):
             self.get_logger().info("clock jumped back (a replay looping?): synchroniser reset, waiting for every "
                                    "camera and joint-state source again")
 
+    def _on_timer(self) -> None:
+        # trigger frames: only when no set of new frames came for 1.5 periods (a silent camera)
+        if not self.on_frames or time.monotonic() - self.last_sent > 1.5 * self.period_s:
+            self._publish_observation()
+
     def _publish_observation(self) -> None:
         with self.lock:
             self._note_time_locked()
             obs = self.sync.assemble(self._now_ns())
+            self.fresh.clear()
+            self.last_sent = time.monotonic()
         reasons = obs.stale_reasons()
         if reasons:
             self.get_logger().warning(
@@ -213,8 +265,10 @@ class CameraNode(Node):
             )
         if not obs.complete:
             return
-        self.obs_pub.publish(rc.synced_to_observation_msg(obs))
+        self.obs_pub.publish(wire.encode_observation(obs) if self.raw_observation else rc.synced_to_observation_msg(obs))
         self.published += 1
+        for listener in self.observation_listeners:
+            listener(obs)
 
     def destroy_node(self):
         self.stop_event.set()

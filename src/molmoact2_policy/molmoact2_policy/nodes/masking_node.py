@@ -6,9 +6,15 @@ observation it is consuming (``PolicyStatus.consuming_stamp``), that observation
 reference and every newer observation gets its mask against it on arrival, so the mask is ready
 before the policy's next step (the policy never waits for it). Publishes ``change_mask/<camera>``
 (``ChangeMask``) and ``change_mask/<camera>/overlay`` (changed cells highlighted, for RViz).
+
+In the composed perception process (``perception_node``) the camera node hands each Observation
+to ``mask_observation`` as arrays instead (``subscribe_observation=False``): the same masks,
+without serialising and taking back three frames.
 """
 
 from __future__ import annotations
+
+import threading
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -36,9 +42,14 @@ PARAMS = [
 
 
 class MaskingNode(Node):
-    def __init__(self, **kwargs) -> None:
-        super().__init__("masking_node", **kwargs)
+    def __init__(self, node_name: str = "masking_node", subscribe_observation: bool = True, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
         self.p = p = declare_parameters(self, PARAMS)
+        # observations may come from another thread (the composed process's camera sources)
+        # while a policy status is handled here
+        self.lock = threading.Lock()
+        self.frame_ids: dict[str, str] = {}
+        self.seen_first = False
         self.tracker: cm.ChangeMaskTracker | None = None
         self.pending_reference: int | None = None
         self.mask_pubs: dict[str, object] = {}
@@ -49,7 +60,8 @@ class MaskingNode(Node):
         # status first: when a status and an observation are ready together, the executor takes
         # them in creation order, and the reference must move before the next observation is masked
         self.create_subscription(PolicyStatus, "policy_status", self._on_status, qos.POLICY_STATUS)
-        self.create_subscription(Observation, "observation", self._on_observation, qos.OBSERVATION)
+        if subscribe_observation:
+            self.create_subscription(Observation, "observation", self._on_observation, qos.OBSERVATION)
         self.get_logger().info(
             f"eq. (6) mask on {', '.join(p['cameras']) or 'every camera'}: {p['rows']}x{p['cols']} grid of "
             f"{p['patch_size']} px, threshold {p['threshold']}"
@@ -67,14 +79,10 @@ class MaskingNode(Node):
                 self.overlay_pubs[c] = self.create_publisher(Image, f"change_mask/{c}/overlay", qos.VISUALISATION)
 
     def _on_observation(self, msg: Observation) -> None:
-        if self.published == 0 and not getattr(self, "_seen_first", False):
-            self._seen_first = True
-            self.get_logger().info("first observation received")
-        if self.tracker is None:
-            self._make_tracker(list(msg.camera_names))
+        cameras = self.tracker.cameras if self.tracker is not None else list(msg.camera_names)
         images, stamps, frame_ids = {}, {}, {}
         for name, img, stamp in zip(msg.camera_names, msg.images, msg.capture_stamps):
-            if name not in self.tracker.cameras:
+            if name not in cameras:
                 continue
             try:
                 images[name] = rc.image_msg_to_rgb(img)
@@ -83,27 +91,39 @@ class MaskingNode(Node):
                 continue
             stamps[name] = rc.time_to_ns(stamp)
             frame_ids[name] = img.header.frame_id
-        self.frame_ids = getattr(self, "frame_ids", {})
-        self.frame_ids.update(frame_ids)
-        results = self.tracker.add_observation(rc.time_to_ns(msg.header.stamp), images, stamps)
-        if self.pending_reference is not None:
-            more = self.tracker.set_reference(self.pending_reference)
-            if more is not None:
-                self.pending_reference = None
-                results = results + more
-        self._publish(results)
+        self.mask_observation(rc.time_to_ns(msg.header.stamp), list(msg.camera_names), images, stamps, frame_ids)
+
+    def mask_observation(self, stamp_ns: int, camera_names: list[str], images: dict, capture_stamps_ns: dict[str, int],
+                         frame_ids: dict[str, str]) -> None:
+        """One Observation as arrays (from the subscription, or handed over in-process): buffered,
+        and masked when a reference older than it is set."""
+        if not self.seen_first:
+            self.seen_first = True
+            self.get_logger().info("first observation received")
+        with self.lock:
+            if self.tracker is None:
+                self._make_tracker(list(camera_names))
+            self.frame_ids.update(frame_ids)
+            results = self.tracker.add_observation(stamp_ns, images, capture_stamps_ns)
+            if self.pending_reference is not None:
+                more = self.tracker.set_reference(self.pending_reference)
+                if more is not None:
+                    self.pending_reference = None
+                    results = results + more
+            self._publish(results)
 
     def _on_status(self, msg: PolicyStatus) -> None:
         stamp = rc.time_to_ns(msg.consuming_stamp)
-        if stamp == 0 or self.tracker is None:
-            self.pending_reference = stamp or None
-            return
-        results = self.tracker.set_reference(stamp)
-        if results is None:  # not received yet (status overtook the observation)
-            self.pending_reference = stamp
-            return
-        self.pending_reference = None
-        self._publish(results)
+        with self.lock:
+            if stamp == 0 or self.tracker is None:
+                self.pending_reference = stamp or None
+                return
+            results = self.tracker.set_reference(stamp)
+            if results is None:  # not received yet (status overtook the observation)
+                self.pending_reference = stamp
+                return
+            self.pending_reference = None
+            self._publish(results)
 
     def _publish(self, results: list[cm.MaskResult]) -> None:
         for r in results:
