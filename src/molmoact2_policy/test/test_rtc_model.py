@@ -89,6 +89,18 @@ def test_rtc_inputs_reach_lerobots_policy_and_give_the_hf_backends_chunk(tiny_ch
     np.testing.assert_allclose(guided[4], hf, atol=1e-3)  # LeRobot's own RTC loop = ours in the hf backend
 
 
+def test_think_mode_takes_rtc_inputs_after_its_depth_prefix(tiny_think_checkpoint_dir, so101):
+    from molmoact2_policy.core.backends import make_backend
+
+    io, images = so101
+    think = make_backend("hf", checkpoint=str(tiny_think_checkpoint_dir), think=True, num_threads=2)
+    assert think.info().rtc  # Think reasons about depth, then runs the same flow: the guidance applies
+    previous = think.predict(_request(io, images, seed=1)).actions
+    out = think.predict(_request(io, images, seed=0, rtc=_rtc(previous[:20], 4)))
+    assert out.depth_codes is not None
+    assert np.abs(out.actions[:4] - previous[:4]).max() < GUIDANCE_TOLERANCE
+
+
 def test_discrete_mode_says_it_takes_no_rtc_inputs(tiny_checkpoint_dir, so101):
     from molmoact2_policy.core.backends import BackendError, make_backend
 

@@ -38,6 +38,12 @@ SO-100/101
   The repository has no SO-100 server or client (its README links a third-party implementation);
   our server serves one with ``--embodiment so101`` (cameras ``front``, ``wrist``).
 
+Real-time chunking (ours, not in the official protocol)
+  ``prev_chunk_left_over``, ``inference_delay``, ``execution_horizon``, ``max_guidance_weight``,
+  ``prefix_attention_schedule`` (LeRobot's names) are optional request fields; our health check
+  says ``"rtc": true`` when the backend takes them. No official client sends them, and a request
+  without them is served as before.
+
 How we map them (``camera_images``): every top-level ``<name>_cam`` key and every ``images_jpeg``
 key (``<name>`` or ``<name>_cam``) names a camera by its bare name; the bare names must be exactly the
 server's camera names (the embodiment's ``camera_order``), which fixes the model order. A request
