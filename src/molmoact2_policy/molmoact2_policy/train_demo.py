@@ -38,7 +38,8 @@ PKGS = ("lerobot", "torch", "transformers", "mujoco")
 
 
 def lerobot_train_command(dataset: Path, repo_id: str, base: Path, out: Path, norm_tag: str, setup_type: str,
-                          cameras: list[str], steps: int, batch_size: int, lr: float, seed: int, log_freq: int) -> list[str]:
+                          cameras: list[str], steps: int, batch_size: int, lr: float, seed: int, log_freq: int,
+                          save_freq: int, flow_timesteps: int) -> list[str]:
     """LeRobot's CLI with the README's MolmoAct2 flags, on the CPU, offline, from a random-weight base."""
     return [
         shutil.which("lerobot-train") or "lerobot-train",
@@ -55,8 +56,11 @@ def lerobot_train_command(dataset: Path, repo_id: str, base: Path, out: Path, no
         f"--policy.optimizer_lr={lr}", f"--policy.optimizer_vit_lr={lr}", f"--policy.optimizer_connector_lr={lr}",
         f"--policy.optimizer_action_expert_lr={lr}", f"--policy.scheduler_warmup_steps={max(1, steps // 20)}",
         f"--policy.scheduler_decay_steps={steps}", f"--policy.scheduler_decay_lr={lr / 30:g}",
+        # flow-matching timesteps drawn per sample: the action expert's forward and backward run once
+        # per timestep, most of a CPU step (LeRobot's default 8)
+        f"--policy.num_flow_timesteps={flow_timesteps}",
         f"--output_dir={out}", f"--steps={steps}", f"--batch_size={batch_size}", "--num_workers=0",
-        f"--save_freq={steps}", f"--log_freq={log_freq}", f"--seed={seed}", "--wandb.enable=false",
+        f"--save_freq={save_freq}", f"--log_freq={log_freq}", f"--seed={seed}", "--wandb.enable=false",
     ]
 
 
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2500, help="training steps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--flow-timesteps", type=int, default=4, help="flow-matching timesteps per sample (LeRobot's default 8)")
+    parser.add_argument("--save-every", type=int, default=0, help="also keep a checkpoint every this many steps (0 = the last only)")
     parser.add_argument("--size", default="small", help="base model size (molmoact2-build-tiny-checkpoint --size)")
     parser.add_argument("--camera-width", type=int, default=160)
     parser.add_argument("--camera-height", type=int, default=120)
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = load_embodiment(args.robot)
     task = DEFAULT_TASK[args.robot]
     recipe: dict = {"robot": args.robot, "task": task, "seed": args.seed, "episodes": args.episodes, "steps": args.steps,
-                    "batch_size": args.batch_size, "lr": args.lr, "size": args.size, "versions": _versions(), "stages": {}}
+                    "batch_size": args.batch_size, "lr": args.lr, "flow_timesteps": args.flow_timesteps, "size": args.size, "versions": _versions(), "stages": {}}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     t_all = time.monotonic()
 
@@ -235,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads((base / "norm_stats.json").read_text())["metadata_by_tag"][emb.model.norm_tag]
     cmd = lerobot_train_command(dataset, repo_id, base, out / "train", emb.model.norm_tag, meta["setup_type"],
                                 [c.name for c in emb.cameras_in_model_order()], args.steps, args.batch_size, args.lr, args.seed,
-                                log_freq=max(1, min(50, args.steps // 20)))
+                                log_freq=max(1, min(50, args.steps // 20)), save_freq=args.save_every or args.steps,
+                                flow_timesteps=args.flow_timesteps)
     print(f"[train-demo] 3/3 fine-tune: {' '.join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}", flush=True)
     losses = run_training(cmd, args.steps, out / "train.log", env)
     write_loss(losses, out)
