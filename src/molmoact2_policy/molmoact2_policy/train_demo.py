@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-timesteps", type=int, default=4, help="flow-matching timesteps per sample (LeRobot's default 8)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads of the trainer (1: on a shared 2-core machine two threads spin-wait on "
-                             "each other, 0.8 vs 3.4 s a step measured side by side under load)")
+                             "each other: 0.8 vs 3.4 s a step, two runs one after the other under the same load)")
     parser.add_argument("--save-every", type=int, default=0, help="also keep a checkpoint every this many steps (0 = the last only)")
     parser.add_argument("--size", default="small", help="base model size (molmoact2-build-tiny-checkpoint --size)")
     parser.add_argument("--camera-width", type=int, default=160)
