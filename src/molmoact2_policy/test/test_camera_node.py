@@ -194,3 +194,62 @@ def test_a_bad_frame_size_is_refused_naming_the_parameter(tmp_path, bad):
     proc = subprocess.run([sys.executable, "-m", MODULE, "--ros-args", "-p", "embodiment:=yam_bimanual",
                            "-p", f"frame_size:={bad}"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "frame_size" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_observation_trigger_frames_sends_each_complete_frame_set_and_the_timer_covers_a_silent_camera(ros):
+    """observation_trigger:=frames: an Observation as soon as every camera has a new frame, carrying
+    exactly that set (the timer, at 0.5 Hz here, would have sent one or two for the six sets); when a
+    camera falls silent the timer still sends them, flagged stale."""
+    cams = ("top", "left", "right")
+    proc = ChildProcess.python_module(
+        MODULE, "--ros-args", "-p", "embodiment:=yam_bimanual",
+        "-p", f"source_overrides:={[f'{c}=topic:/trigger_cam/{c}' for c in cams]}",
+        "-p", "publish_rate_hz:=0.5", "-p", "observation_trigger:=frames", "-p", "camera_max_age:=1.0",
+        "-p", "camera_max_skew:=1.0", "-p", "joint_max_age:=30.0", "-p", "joint_max_skew:=30.0",
+        "-p", "publish_camera_images:=false")
+    try:
+        node = ros.node("trigger_feeder")
+        pubs = {c: node.create_publisher(Image, f"/trigger_cam/{c}", qos.CAMERA_IMAGE) for c in cams}
+        joints = {a: node.create_publisher(JointState, f"{a}/joint_states", qos.JOINT_STATE) for a in ("left", "right")}
+        got: list[Observation] = []
+        sub = node.create_subscription(Observation, "observation", got.append, qos.OBSERVATION)
+        assert ros.wait_for_publishers(sub, timeout=20), proc.output()
+        for pub in pubs.values():
+            assert ros.wait_for_subscribers(pub, timeout=20), proc.output()
+        frame = np.zeros((360, 640, 3), np.uint8)
+
+        def send(stamp_ns, which=cams):
+            for a, pub in joints.items():
+                js = JointState(name=[f"{a}_joint{i}" for i in range(1, 7)] + [f"{a}_gripper"], position=[0.0] * 7)
+                js.header.stamp = rc.ns_to_time(stamp_ns)
+                pub.publish(js)
+            for i, c in enumerate(which):
+                pubs[c].publish(rc.rgb_to_image_msg(frame, stamp_ns + i, c))
+
+        def sets_seen():
+            return {tuple(rc.time_to_ns(t) for t in o.capture_stamps) for o in got}
+
+        start = node.get_clock().now().nanoseconds
+        stamps = [start + k * 100_000_000 for k in range(6)]
+        for s in stamps:  # each set sent until its Observation is back (frames are best effort), for at
+            want = (s, s + 1, s + 2)  # most 0.5 s: a quarter of the timer's period
+            for _ in range(5):
+                send(s)
+                if ros.spin_until(lambda: want in sets_seen(), 0.1):
+                    break
+        assert {(s, s + 1, s + 2) for s in stamps} <= sets_seen(), proc.output()
+        assert all(not any(o.camera_stale) for o in got)
+
+        # the right camera falls silent: the timer still sends Observations, right flagged stale
+        n = len(got)
+
+        def right_stale():
+            return len(got) > n and list(got[-1].camera_stale) == [False, False, True]
+
+        for _ in range(60):
+            send(node.get_clock().now().nanoseconds, which=("top", "left"))
+            if ros.spin_until(right_stale, 0.2):
+                break
+        assert right_stale(), proc.output()
+    finally:
+        assert proc.stop() in (0, -2), proc.output()
