@@ -1,14 +1,18 @@
-"""Perception benchmark: eq. (6) change mask vs lerobot's own function (same run, bit-exact checked),
-3 cameras, ingestion cost per Observation, and end-to-end latency camera frame -> Observation ->
-ChangeMask across processes (shared-memory DDS profile) vs in one process.
+"""Perception benchmark: eq. (6) change mask vs lerobot's own function (same run, interleaved,
+bit-exact checked), 3 cameras, ingestion cost per Observation, and end-to-end latency camera frame
+-> Observation -> ChangeMask with the camera driver (bench/perception_feeder.py) in its own process:
+camera ingestion and masking as separate processes (timer-driven and frame-driven observations)
+vs the composed perception process, interleaved round by round in one run.
 
-    python bench/bench_perception.py [--n 200] [--e2e-n 60] [--skip-e2e]
+    python bench/bench_perception.py [--n 200] [--e2e-n 150] [--rounds 2] [--modes separate,composed] [--skip-e2e]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,131 +67,130 @@ def bench_mask(n: int) -> None:
 
 
 def bench_ingestion(n: int) -> None:
+    """Ingestion per Observation through messages (take as a message, build the Observation message)
+    and through bytes (frames read in place from the serialised image, the Observation encoded as
+    bytes: what the camera node does), interleaved; the serialisation publish does is included."""
+    from rclpy.serialization import serialize_message
+
     from molmoact2_policy import ros_conversions as rc
+    from molmoact2_policy import wire
     from molmoact2_policy.core.observation_sync import ObservationSynchronizer
 
     rng = np.random.default_rng(1)
     cams = ["top", "left", "right"]
-    msgs = {c: rc.rgb_to_image_msg(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8), 1, c, encoding="bgr8") for c in cams}
+    msgs = {c: rc.rgb_to_image_msg(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8), 1, c, encoding="rgb8") for c in cams}
+    raws = {c: serialize_message(m) for c, m in msgs.items()}
     sync = ObservationSynchronizer(cams, ["left", "right"], camera_max_age=1.0)
     names = {a: [f"{a}_joint{i}" for i in range(7)] for a in ("left", "right")}
-    times = []
-    for i in range(n):
+    times = {"messages": [], "bytes": []}
+    for i in range(2 * n):
+        way = ("messages", "bytes")[i % 2]
         t_ns = (i + 1) * 33_000_000
         t0 = time.perf_counter()
         for c in cams:
-            sync.add_frame(c, rc.image_msg_to_rgb(msgs[c]), t_ns)
+            sync.add_frame(c, rc.image_msg_to_rgb(msgs[c]) if way == "messages" else wire.decode_image(raws[c]).to_rgb(), t_ns)
         for a in ("left", "right"):
             sync.add_joint_state(a, names[a], np.zeros(7), t_ns)
-        rc.synced_to_observation_msg(sync.assemble(t_ns + 1_000_000))
-        times.append(time.perf_counter() - t0)
-    p50, p99 = pct(times)
-    print(f"ingestion per Observation (3 x 640x360 bgr8 -> rgb8, 2 joint sources, message built): p50 {p50:.2f} ms p99 {p99:.2f} ms")
-
-
-FEEDER = r'''
-import sys, time, numpy as np, rclpy
-from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
-from molmoact2_common import qos
-from molmoact2_msgs.msg import ChangeMask, Observation, PolicyStatus
-from molmoact2_policy import ros_conversions as rc
-
-class Feeder(Node):
-    def __init__(self, n):
-        super().__init__("bench_feeder")
-        self.n = n
-        rng = np.random.default_rng(0)
-        self.frames = [rng.integers(0, 256, (360, 640, 3), dtype=np.uint8) for _ in range(4)]
-        self.pubs = {c: self.create_publisher(Image, f"/bench/{c}", qos.CAMERA_IMAGE) for c in ("top", "left", "right")}
-        self.jp = {a: self.create_publisher(JointState, f"{a}/joint_states", qos.JOINT_STATE) for a in ("left", "right")}
-        self.status = self.create_publisher(PolicyStatus, "policy_status", qos.POLICY_STATUS)
-        self.create_subscription(Observation, "observation", self.on_obs, qos.OBSERVATION)
-        self.create_subscription(ChangeMask, "change_mask/top", self.on_mask, qos.CHANGE_MASK)
-        self.lat, self.k, self.ref = [], 0, False
-        self.create_timer(1 / 30, self.tick)
-
-    def tick(self):
-        now = self.get_clock().now().nanoseconds
-        for i, (c, p) in enumerate(self.pubs.items()):
-            p.publish(rc.rgb_to_image_msg(self.frames[(self.k + i) % 4], now, c))
-        for a, p in self.jp.items():
-            js = JointState(name=[f"{a}_joint{i}" for i in range(1, 7)] + [f"{a}_gripper"], position=[0.0] * 7)
-            js.header.stamp = rc.ns_to_time(now)
-            p.publish(js)
-        self.k += 1
-
-    def on_obs(self, msg):
-        if not self.ref:
-            self.ref = True
-            self.status.publish(PolicyStatus(state=PolicyStatus.STATE_RUNNING, consuming_stamp=msg.capture_stamps[0]))
-
-    def on_mask(self, msg):
-        self.lat.append((self.get_clock().now().nanoseconds - rc.time_to_ns(msg.header.stamp)) / 1e9)
-'''
-
-
-def _e2e_params():
-    return ["-p", "embodiment:=yam_bimanual", "-p", "source_overrides:=['top=topic:/bench/top', 'left=topic:/bench/left', 'right=topic:/bench/right']",
-            "-p", "publish_rate_hz:=30.0", "-p", "camera_max_age:=1.0", "-p", "publish_camera_images:=false"]
-
-
-def bench_e2e(n: int, mode: str) -> None:
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-
-    ns: dict = {}
-    exec(FEEDER, ns)
-    procs = []
-    rclpy.init()
-    nodes = []
-    try:
-        if mode == "cross-process":
-            env = dict(os.environ)
-            procs.append(subprocess.Popen([sys.executable, "-m", "molmoact2_policy.nodes.camera_node", "--ros-args", *_e2e_params()], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            procs.append(subprocess.Popen([sys.executable, "-m", "molmoact2_policy.nodes.masking_node", "--ros-args", "-p", "cameras:=['top']"],
-                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        obs = sync.assemble(t_ns + 1_000_000)
+        if way == "messages":
+            serialize_message(rc.synced_to_observation_msg(obs))
         else:
-            from molmoact2_policy.nodes.camera_node import CameraNode
-            from molmoact2_policy.nodes.masking_node import MaskingNode
+            wire.encode_observation(obs)
+        times[way].append(time.perf_counter() - t0)
+    for way, label in (("messages", "image messages in, Observation message serialised"),
+                       ("bytes", "image bytes read in place, Observation encoded as bytes (wire.py, the camera node)")):
+        p50, p99 = pct(times[way])
+        print(f"ingestion per Observation (3 x 640x360 rgb8, 2 joint sources), {label}: p50 {p50:.2f} ms p99 {p99:.2f} ms")
 
-            from rclpy.parameter import Parameter
 
-            cam = [Parameter("embodiment", value="yam_bimanual"), Parameter("publish_rate_hz", value=30.0),
-                   Parameter("camera_max_age", value=1.0), Parameter("publish_camera_images", value=False),
-                   Parameter("source_overrides", value=[f"{c}=topic:/bench/{c}" for c in ("top", "left", "right")])]
-            nodes += [CameraNode(parameter_overrides=cam), MaskingNode(parameter_overrides=[Parameter("cameras", value=["top"])])]
-        feeder = ns["Feeder"](n)
-        nodes.append(feeder)
-        ex = MultiThreadedExecutor(num_threads=3)
-        for nd in nodes:
-            ex.add_node(nd)
-        deadline = time.monotonic() + 90
-        while len(feeder.lat) < n + 10 and time.monotonic() < deadline:
-            ex.spin_once(timeout_sec=0.05)
-        lat = feeder.lat[10:]
-        if not lat:
-            print(f"end-to-end {mode}: no masks received")
-            return
-        p50, p99 = pct(lat)
-        print(f"end-to-end camera frame -> Observation -> ChangeMask, {mode}: p50 {p50:.1f} ms p99 {p99:.1f} ms (n={len(lat)}, observation at 30 Hz)")
+CAMERAS = ("top", "left", "right")
+CAMERA_PARAMS = ["-p", "embodiment:=yam_bimanual", "-p", f"source_overrides:={[f'{c}=topic:/bench/{c}' for c in CAMERAS]}",
+                 "-p", "publish_rate_hz:=30.0", "-p", "camera_max_age:=1.0", "-p", "publish_camera_images:=false"]
+#: how each arrangement starts: (label, [process argv, ...]); the feeder is always its own process
+E2E_MODES = {
+    "separate": ("separate processes, 30 Hz observation timer (perception:=separate, today's default)", [
+        ["-m", "molmoact2_policy.nodes.camera_node", "--ros-args", *CAMERA_PARAMS],
+        ["-m", "molmoact2_policy.nodes.masking_node", "--ros-args", "-p", "cameras:=['top']"]]),
+    "separate-frames": ("separate processes, observation on each complete frame set", [
+        ["-m", "molmoact2_policy.nodes.camera_node", "--ros-args", *CAMERA_PARAMS, "-p", "observation_trigger:=frames"],
+        ["-m", "molmoact2_policy.nodes.masking_node", "--ros-args", "-p", "cameras:=['top']"]]),
+    "composed": ("one composed process (perception:=composed)", [
+        ["-m", "molmoact2_policy.nodes.perception_node", "--ros-args", *CAMERA_PARAMS, "-p", "mask_cameras:=['top']"]]),
+}
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_e2e(mode: str, n: int) -> dict:
+    """One run of an arrangement: the perception processes, then the feeder (the camera driver) in
+    its own process until it has timed ``n`` masks; CPU time of the perception processes over the
+    timed window."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    procs = [subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for argv in E2E_MODES[mode][1]]
+    try:
+        feeder = subprocess.Popen([sys.executable, os.path.join(here, "perception_feeder.py"), "--n", str(n)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cpu0 = None
+        result: dict = {}
+        for line in feeder.stdout:
+            if line.startswith("WARM"):
+                cpu0 = _cpu_s([p.pid for p in procs])
+            elif line.startswith("{"):
+                result = json.loads(line)
+                if cpu0 is not None:
+                    result["cpu_s"] = _cpu_s([p.pid for p in procs]) - cpu0
+        feeder.wait(30)
+        return result
     finally:
-        for nd in nodes:
-            nd.destroy_node()
-        rclpy.try_shutdown()
         for p in procs:
-            p.send_signal(2)
+            p.send_signal(signal.SIGINT)
+        for p in procs:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
 
 
+def bench_e2e(n: int, rounds: int, modes: list[str]) -> None:
+    """The arrangements interleaved (round after round, so the machine's other load falls on
+    each alike), each figure pooled over the rounds."""
+    pooled = {m: {"lat": [], "masks": 0, "sets": 0, "obs": 0, "cpu": 0.0} for m in modes}
+    for _ in range(rounds):
+        for m in modes:
+            r = run_e2e(m, n)
+            pooled[m]["lat"] += r.get("latencies_s", [])
+            pooled[m]["masks"] += r.get("masks", 0)
+            pooled[m]["sets"] += r.get("frame_sets", 0)
+            pooled[m]["obs"] += r.get("observations", 0)
+            pooled[m]["cpu"] += r.get("cpu_s", float("nan"))
+    print(f"camera frame (3 x 640x360 rgb8 at 30 Hz, feeder in its own process) -> Observation -> ChangeMask, "
+          f"{rounds} interleaved rounds of {n} masks:")
+    for m in modes:
+        d = pooled[m]
+        if not d["lat"]:
+            print(f"  {E2E_MODES[m][0]}: no masks received")
+            continue
+        p50, p99 = pct(d["lat"])
+        print(f"  {E2E_MODES[m][0]}: p50 {p50:.1f} ms p99 {p99:.1f} ms max {max(d['lat']) * 1e3:.1f} ms (n={len(d['lat'])}); "
+              f"{d['masks'] / max(1, d['sets']):.2f} masks per frame set; "
+              f"CPU {1e3 * d['cpu'] / max(1, d['obs']):.1f} ms per observation")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--e2e-n", type=int, default=60)
+    ap.add_argument("--e2e-n", type=int, default=150, help="masks timed per arrangement and round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--modes", default=",".join(E2E_MODES), help=f"comma-separated subset of {', '.join(E2E_MODES)}")
     ap.add_argument("--skip-e2e", action="store_true")
     a = ap.parse_args()
     try:
@@ -200,8 +203,7 @@ def main() -> None:
     bench_mask(a.n)
     bench_ingestion(a.n)
     if not a.skip_e2e:
-        bench_e2e(a.e2e_n, "cross-process")
-        bench_e2e(a.e2e_n, "in-process")
+        bench_e2e(a.e2e_n, a.rounds, [m.strip() for m in a.modes.split(",") if m.strip()])
 
 
 if __name__ == "__main__":
