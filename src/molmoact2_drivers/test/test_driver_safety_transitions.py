@@ -349,6 +349,18 @@ def test_lerobot_fine_tune_directory_finds_the_norm_stats_of_its_base_checkpoint
     assert norm_stats_file(fine) == base / "norm_stats.json"
 
 
+def test_portable_fine_tune_names_its_base_relative_to_itself_from_any_working_directory(tmp_path, monkeypatch):
+    import json
+
+    from molmoact2_drivers.core.envelope import norm_stats_file
+
+    fine = tmp_path / "policy"
+    base = write_so101_stats(fine / "base_model")
+    (fine / "config.json").write_text(json.dumps({"type": "molmoact2", "checkpoint_path": "base_model"}))
+    monkeypatch.chdir(tmp_path.parent)  # not the policy's directory
+    assert norm_stats_file(fine).resolve() == (base / "norm_stats.json").resolve()
+
+
 def test_envelope_refuses_a_checkpoint_without_the_embodiments_norm_tag(tmp_path):
     from molmoact2_drivers.core.envelope import EnvelopeError, envelope_for_arm
 

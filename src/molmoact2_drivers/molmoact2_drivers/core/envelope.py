@@ -46,8 +46,8 @@ def norm_stats_file(checkpoint: str | os.PathLike) -> Path:
     if (root / name).is_file():
         return root / name
     parent = config.get("checkpoint_path")
-    if parent:
-        return norm_stats_file(parent)
+    if parent:  # a portable fine-tune names its base relative to itself (molmoact2-train-demo)
+        return norm_stats_file(parent if Path(parent).expanduser().is_absolute() else root / parent)
     raise EnvelopeError(f"{root} has no {name} and its config.json names no checkpoint_path: "
                         "the envelope needs the checkpoint's norm stats")
 
