@@ -268,6 +268,22 @@ def test_runtime_never_publishes_a_chunk_computed_for_a_stale_prefix(rtc_runtime
     assert sink.chunks[1].stamp_ns == 50 * NS + int(0.3 * NS)
 
 
+def test_an_observation_is_handed_over_only_to_an_idle_worker_which_then_reaches_the_model(rtc_runtime):
+    from molmoact2_policy.core.policy_runtime import ObservationInput
+
+    rt, gated, sink, clock, offer, io = rtc_runtime
+    assert _wait(lambda: rt._worker_idle)
+    gated.gate.clear()
+    obs = lambda stamp: ObservationInput(stamp, list(io.camera_order), [np.zeros((96, 128, 3), np.uint8)] * 2,  # noqa: E731
+                                         [stamp] * 2, [False] * 2, list(io.state_joints), [0.1] * len(io.state_joints))
+    assert rt.offer_observation(obs(50 * NS))  # idle worker: the callback may wait for the hand-off
+    assert rt.wait_handoff(30)  # returns once the worker is in the model call
+    assert gated.started.wait(30)
+    assert not rt.offer_observation(obs(51 * NS))  # busy worker: nothing to wait for
+    gated.gate.set()
+    assert _wait(lambda: len(sink.chunks) == 2)
+
+
 # ---------------------------------------------------------------------------- the node
 
 def _policy(ros, ckpt, **params):

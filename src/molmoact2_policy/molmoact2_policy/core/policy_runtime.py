@@ -171,6 +171,8 @@ class PolicyRuntime:
         self._reset_pending = False
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._worker_idle = False  # the worker waits for an observation (offer_observation hands over)
+        self._in_model = threading.Event()
         self.last_rtc = None  # the RtcInputs of the newest published chunk (None: no prefix); for tests/bench
 
     # ------------------------------------------------------------------ control (any thread)
@@ -229,10 +231,14 @@ class PolicyRuntime:
             self._demand += 1
             self._cv.notify_all()
 
-    def offer_observation(self, obs: ObservationInput) -> None:
-        """Newest wins; never blocks beyond a short lock."""
+    def offer_observation(self, obs: ObservationInput) -> bool:
+        """Newest wins; never blocks beyond a short lock. True when the idle worker takes this
+        observation at once (rate mode ``max``): then ``wait_handoff`` lets it run to the model call."""
         now = self.monotonic()
         with self._cv:
+            handoff = self._worker_idle and self._active and bool(self.instruction) and self.config.rate_mode == "max"
+            if handoff:
+                self._in_model.clear()
             gap = self.config.episode_gap_s
             if self._last_obs_mono is not None and gap > 0 and now - self._last_obs_mono > gap:
                 self._new_episode_locked()
@@ -241,6 +247,13 @@ class PolicyRuntime:
             self._last_obs_mono = now
             self._slot = obs
             self._cv.notify_all()
+        return handoff
+
+    def wait_handoff(self, timeout: float = 0.002) -> bool:
+        """Block the caller (the observation callback) until the worker has started the model call on
+        the observation just offered, at most ``timeout``: the worker then has the GIL to itself from
+        taking the observation to the model, instead of waiting for the executor's bookkeeping."""
+        return self._in_model.wait(timeout)
 
     @property
     def episode(self) -> int:
@@ -290,7 +303,9 @@ class PolicyRuntime:
                     ready = self._demand > 0
                 if ready:
                     break
+                self._worker_idle = True
                 self._cv.wait(0.2)
+                self._worker_idle = False
             obs = self._slot
             self._slot = None
             if self.config.rate_mode == "on_demand":
@@ -355,6 +370,7 @@ class PolicyRuntime:
                             obs, self._slot = self._slot, None
                 next_due = max(next_due + 1.0 / self.config.rate_hz, self.monotonic())
             if not self._fresh(obs):
+                self._in_model.set()  # no model call for this one: release a waiting callback now
                 continue
             try:
                 self._infer(obs, episode, instruction)
@@ -384,11 +400,12 @@ class PolicyRuntime:
                                 camera_names=list(self.io.camera_order), seed=self.config.seed,
                                 num_steps=self.config.num_steps, rtc=rtc)
         t1 = time.perf_counter()
+        self._in_model.set()
         result = self.backend.predict(request)
         t2 = time.perf_counter()
-        result.check_finite()
         positions = self.io.actions_to_wire(result.actions)
-        if not np.all(np.isfinite(positions)):
+        if not np.isfinite(positions).all():  # NaN/inf in the prediction carry through the conversion
+            result.check_finite()  # names how many the model produced
             raise NonFiniteActions("converted chunk holds NaN/inf")
         t3 = time.perf_counter()
         # Publish under the lock: once deactivate() or a new episode has taken it, nothing from this

@@ -411,14 +411,17 @@ class PolicyNode(StackLifecycleNode):
         if len(source_stale) < len(sources):
             source_stale = source_stale + [False] * (len(sources) - len(source_stale))
         # the arrays' lists are fresh per message: handed over as they are, no copies
-        self.runtime.offer_observation(ObservationInput(
+        handoff = self.runtime.offer_observation(ObservationInput(
             stamp_ns=stamp, camera_names=names, images=arr.images, capture_stamps_ns=captures,
             camera_stale=stale, joint_names=arr.joints.names, positions=arr.joints.positions,
             received_mono=t1, deserialise_s=t1 - t0, joint_sources=sources, joint_source_stamps_ns=source_stamps,
             joint_source_stale=source_stale))
-        # Hand the GIL to the woken inference thread now rather than after the executor's own
-        # bookkeeping (measured: halves the callback -> inference hand-off).
-        time.sleep(0)
+        if handoff:
+            # Park this (executor) thread until the woken inference thread reaches the model call
+            # (at most 2 ms): it then has the GIL to itself on the way, instead of waiting for the
+            # executor's own bookkeeping (before: time.sleep(0), which yields only if the worker
+            # is already waiting for the GIL).
+            self.runtime.wait_handoff(0.002)
 
     def _apply_instruction(self, text: str) -> None:
         self._pending_instruction = text
