@@ -13,6 +13,10 @@ so nothing leaks from one episode into the next. ``max_episode_s`` stops inferen
 whether or not observations keep coming: no inference starts past the limit, and a chunk whose
 inference was under way when the limit passed is not published.
 
+Chunk modes: ``independent`` (each chunk on its own) or ``rtc`` (real-time chunking, ``core.rtc``):
+each request then carries the published chunk's not-yet-executed steps re-timed to the new
+observation and the delay estimated from capture -> publish latencies; a new episode drops them.
+
 Failures never publish: a stale observation is refused by name (the sink's ``warn`` names the camera
 or the joint-state source: one arm's driver that died, or lags the other arm's), NaN/inf
 in a chunk puts the status in error, and backend failures (a remote server down or slow) are retried
