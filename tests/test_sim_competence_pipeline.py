@@ -48,12 +48,12 @@ def test_demos_export_finetune_and_closed_loop_eval_connect_and_read_back(tmp_pa
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     out = tmp_path / "train"
-    proc, log = _run([sys.executable, "-m", "molmoact2_policy.train_demo", "--episodes", "2", "--seed", "3", "--steps", "2",
+    proc, log = _run([sys.executable, "-m", "molmoact2_policy.train_demo", "--episodes", "2", "--seed", "3", "--train-seed", "3", "--steps", "2",
                       "--batch-size", "2", "--size", "tiny", "--camera-width", "96", "--camera-height", "72",
                       "--out", str(out), "--checkpoint-cache", str(tmp_path / "ck")], timeout=600)
     assert proc.returncode == 0, log
     recipe = json.loads((out / "recipe.json").read_text())
-    assert recipe["seed"] == 3 and recipe["stages"]["export"]["episodes"] == 2, recipe
+    assert recipe["seed"] == 3 and recipe["train_seed"] == 3 and recipe["stages"]["export"]["episodes"] == 2, recipe
     # the dataset: the two successful demonstrations, cameras as rendered, read back by LeRobot
     ds = LeRobotDataset("local/so101_touch_cube", root=out / "dataset", video_backend="pyav")
     assert ds.meta.total_episodes == 2 and ds.meta.tasks.index.tolist() == ["touch the cube"]
@@ -82,3 +82,16 @@ def test_demos_export_finetune_and_closed_loop_eval_connect_and_read_back(tmp_pa
     assert set(report["safety_events"]) >= {"tracking_faults", "watchdog_holds", "refusals_nonfinite"}
     assert any((ev / f).is_file() for f in ("strip_success.png", "strip_failure.png"))
     assert "episodes succeeded" in (ev / "report.md").read_text()
+
+    # the main job's headline on this fine-tune: fine-tuned and random weights side by side
+    cfg = tmp_path / "main_job.yaml"
+    cfg.write_text("mode: competence\ncompetence: {episodes: 1, baseline_episodes: 1, baseline_size: tiny, "
+                   "episode_timeout_s: 1.5, seed: 700, lockstep: true}\n")
+    job = tmp_path / "job"
+    proc, log = _run([sys.executable, "-m", "molmoact2_policy.main_job", "--config", str(cfg), "--policy", str(policy),
+                      "--out", str(job), "--checkpoint-cache", str(tmp_path / "ck")], timeout=600)
+    assert proc.returncode == 0, log
+    summary = json.loads((job / "summary.json").read_text())
+    assert set(summary["reports"]) == {"fine-tuned", "random weights"}
+    assert all(r["episodes"] == 1 and r["seeds"] == [700, 700] for r in summary["reports"].values()), summary
+    assert "fine-tuned" in proc.stdout and "random weights" in proc.stdout and "95% CI" in proc.stdout

@@ -12,8 +12,8 @@
    processors), what ``backend:=lerobot checkpoint:=<out>/policy`` and ``molmoact2-sim-eval``
    load, with ``recipe.json`` (every command, seed, version and duration that made it).
 
-Deterministic for a seed: the demonstrations' scenes, the base weights and LeRobot's training
-seed all derive from ``--seed``.
+Deterministic for its seeds: the demonstrations' scenes come from ``--seed`` (episode k: seed + k),
+the base weights and LeRobot's training seed from ``--train-seed``.
 
     molmoact2-train-demo [--robot so101] [--episodes 50] [--steps 2500] [--seed 0] [--out artifacts/train_demo]
 """
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--robot", default="so101", choices=sorted(DEFAULT_TASK))
     parser.add_argument("--episodes", type=int, default=50, help="demonstrations to record")
-    parser.add_argument("--seed", type=int, default=0, help="demonstration k uses scene seed + k; also the weights' and training's seed")
+    parser.add_argument("--seed", type=int, default=0, help="demonstration k uses scene seed + k")
+    parser.add_argument("--train-seed", type=int, default=0, help="the base weights' and LeRobot's training seed")
     parser.add_argument("--steps", type=int, default=2500, help="training steps")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True)
     emb = load_embodiment(args.robot)
     task = DEFAULT_TASK[args.robot]
-    recipe: dict = {"robot": args.robot, "task": task, "seed": args.seed, "episodes": args.episodes, "steps": args.steps,
+    recipe: dict = {"robot": args.robot, "task": task, "seed": args.seed, "train_seed": args.train_seed, "episodes": args.episodes, "steps": args.steps,
                     "batch_size": args.batch_size, "lr": args.lr, "flow_timesteps": args.flow_timesteps, "threads": args.threads, "size": args.size, "versions": _versions(), "stages": {}}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     t_all = time.monotonic()
@@ -236,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. fine-tune with LeRobot
     t0 = time.monotonic()
-    base = cached_tiny_checkpoint(args.checkpoint_cache.resolve(), size=args.size) if args.seed == 0 else None
+    base = cached_tiny_checkpoint(args.checkpoint_cache.resolve(), size=args.size) if args.train_seed == 0 else None
     if base is None:  # a non-default seed gets its own base weights
         from .core.tiny_checkpoint import build_tiny_checkpoint
 
-        base = build_tiny_checkpoint(out / "base", seed=args.seed, size=args.size)
+        base = build_tiny_checkpoint(out / "base", seed=args.train_seed, size=args.size)
     meta = json.loads((base / "norm_stats.json").read_text())["metadata_by_tag"][emb.model.norm_tag]
     cmd = lerobot_train_command(dataset, repo_id, base, out / "train", emb.model.norm_tag, meta["setup_type"],
-                                [c.name for c in emb.cameras_in_model_order()], args.steps, args.batch_size, args.lr, args.seed,
+                                [c.name for c in emb.cameras_in_model_order()], args.steps, args.batch_size, args.lr, args.train_seed,
                                 log_freq=max(1, min(50, args.steps // 20)), save_freq=args.save_every or args.steps,
                                 flow_timesteps=args.flow_timesteps)
     print(f"[train-demo] 3/3 fine-tune: {' '.join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}", flush=True)
