@@ -8,9 +8,9 @@ Offline and deterministic: a simulated clock drives the driver's own executor co
 (the tiny checkpoint by default, or ``--checkpoint`` a fine-tune) on replayed observations (a fixed
 sequence of camera frames, and the arm's state = the position last commanded, as an arm that tracks
 its commands). An inference starts on the newest observation every ``--period-s`` seconds or as
-soon as the previous chunk arrived, whichever is later; its chunk arrives ``delay`` later
-(injected: the model's own compute time on this machine is not counted, so every mode sees the
-same timing). Every mode uses the same chunks' seeds. ``replace``/``crossfade``/``ensemble``
+soon as the previous chunk arrived, whichever is later; its chunk arrives ``delay`` plus a seeded
+uniform 0..``--jitter-ms`` later (injected: the model's own compute time on this machine is not
+counted, so every mode sees the same timing; the jitter keeps arrivals off the step times). Every mode uses the same chunks' seeds. ``replace``/``crossfade``/``ensemble``
 are the driver's blending modes on independent chunks; ``rtc`` is the policy's real-time chunking
 (``core.rtc.RtcPlanner``: the published chunk's rest re-timed to the new observation, the delay
 from the measured latencies) executed with ``replace``.
@@ -64,6 +64,7 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
     command = np.array([(limits[j][0] + limits[j][1]) / 2.0 for j in io.action_joints])
     index = {j: i for i, j in enumerate(io.action_joints)}
     pending: list[tuple[float, float, np.ndarray, np.ndarray]] = []  # (arrival, stamp, wire, model)
+    jitter = np.random.default_rng(args.seed + 1)  # the same arrival times in every mode
     next_start, k_chunk, switches = 0.0, 0, []
     commands, seq_seen, held = [], 0, 0
     for tick in range(int(args.seconds * args.servo_hz) + 1):
@@ -76,7 +77,8 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
                                 instruction=args.instruction, norm_tag=io.norm_tag, camera_names=list(io.camera_order),
                                 seed=args.seed + k_chunk, num_steps=args.num_steps or None, rtc=rtc)
             model = backend.predict(req).actions
-            pending.append((t + delay_s, t, io.actions_to_wire(model), model))
+            late = delay_s + jitter.uniform(0.0, args.jitter_ms * 1e-3)
+            pending.append((t + late, t, io.actions_to_wire(model), model))
             k_chunk += 1
         if pending and t >= pending[0][0] - 1e-9:
             arrival, stamp, wire, model = pending.pop(0)
@@ -119,6 +121,8 @@ def main() -> int:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--seconds", type=float, default=8.0, help="simulated seconds per mode and delay")
     ap.add_argument("--period-s", type=float, default=0.2, help="shortest time between inference starts")
+    ap.add_argument("--jitter-ms", type=float, default=10.0,
+                    help="uniform extra latency per chunk (seeded; arrivals then do not fall on step times)")
     ap.add_argument("--servo-hz", type=float, default=100.0)
     ap.add_argument("--crossfade-s", type=float, default=0.2)
     ap.add_argument("--ensemble-coeff", type=float, default=0.5)
