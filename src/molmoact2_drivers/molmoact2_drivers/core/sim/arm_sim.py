@@ -81,9 +81,19 @@ def scene_option(mj, hide_groups: tuple[int, ...] = (3,)):
 def load_model(mj, spec: SimModelSpec, scene: bool = True):
     """The packaged model (``scene``: in its scene, with ``spec.add_cameras`` mounted via MjSpec)."""
     path = str(spec.path("scene" if scene else "xml"))
-    if not (scene and spec.add_cameras):
+    if not (scene and (spec.add_cameras or spec.move_cameras)):
         return mj.MjModel.from_xml_path(path)
     ms = mj.MjSpec.from_file(path)
+    for cam in spec.move_cameras:
+        c = ms.camera(cam.name)
+        if c is None:
+            raise SimModelError(f"MuJoCo model '{spec.name}': no camera '{cam.name}' to re-mount")
+        if cam.body != "world":
+            raise SimModelError(f"MuJoCo model '{spec.name}': camera '{cam.name}' can only be re-mounted on the world")
+        c.pos = list(cam.pos)
+        c.alt.type = mj.mjtOrientation.mjORIENTATION_XYAXES
+        c.alt.xyaxes = cam.xyaxes()
+        c.fovy = cam.fovy
     for cam in spec.add_cameras:
         body = ms.body(cam.body)
         if body is None:
@@ -92,7 +102,7 @@ def load_model(mj, spec: SimModelSpec, scene: bool = True):
     try:
         return ms.compile()
     except ValueError as exc:
-        raise SimModelError(f"MuJoCo model '{spec.name}' with cameras {[c.name for c in spec.add_cameras]}: {exc}") from None
+        raise SimModelError(f"MuJoCo model '{spec.name}' with cameras {[c.name for c in spec.add_cameras + spec.move_cameras]}: {exc}") from None
 
 
 class ArmSim:

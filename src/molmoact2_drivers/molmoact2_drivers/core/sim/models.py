@@ -80,6 +80,7 @@ class SimModelSpec:
     cameras: tuple[str, ...] = field(default_factory=tuple)
     wrist_camera: str = ""  # the model camera an embodiment's 'wrist' camera renders from
     add_cameras: tuple[CameraMount, ...] = ()  # cameras the scene gets with MjSpec
+    move_cameras: tuple[CameraMount, ...] = ()  # scene cameras re-mounted with MjSpec (body "world" = fixed)
 
     def path(self, which: str = "xml") -> Path:
         spec = importlib.util.find_spec(self.package)
@@ -111,6 +112,11 @@ MODELS: dict[str, SimModelSpec] = {
         # looking along the jaw (-z) past the tips with the jaws at the image's bottom
         add_cameras=(CameraMount("wrist", "gripper", pos=(0.0, -0.04, -0.03), target=(-0.005, 0.0, -0.25),
                                  up=(0.0, -1.0, 0.0), fovy=70.0),),
+        # the pick scene's front camera stands 0.8 m off at table height, where the task's cube is
+        # a few pixels; re-mounted as a lab's front camera is, above the table's far edge looking
+        # down at the workspace (the cube ~10 px of a 160x120 frame, its region most of the image)
+        move_cameras=(CameraMount("front", "world", pos=(0.55, 0.0, 0.42), target=(0.2, 0.0, 0.0),
+                                  up=(0.0, 0.0, 1.0), fovy=55.0),),
     ),
     "panda": SimModelSpec(
         name="panda",
