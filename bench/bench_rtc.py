@@ -15,9 +15,10 @@ are the driver's blending modes on independent chunks; ``rtc`` is the policy's r
 (``core.rtc.RtcPlanner``: the published chunk's rest re-timed to the new observation, the delay
 from the measured latencies) executed with ``replace``.
 
-Printed per mode and delay, at every chunk switch (the first servo tick after a chunk arrived):
-the jump in commanded position (max over joints of |q_i - q_(i-1)|, radians / gripper units) and
-in commanded velocity (max over joints of |v_i - v_(i-1)|, per second), median and p99; the RMS
+Printed per mode and delay, at every chunk switch (the servo ticks within one control period from
+the tick a chunk arrived): the jump in commanded position (the largest of those ticks' max over
+joints of |q_i - q_(i-1)|, radians / gripper units) and in commanded velocity (likewise
+|v_i - v_(i-1)|, per second), median and p99; the RMS
 jerk of the whole commanded trajectory; for scale, the median per-tick motion away from switches
 (``tick |dq|``: a random-weight model's chunks are rough inside too); and the share of ticks the arm
 held because every chunk had run out (``held``: with SO-101's ``execute_steps: 15``, 0.5 s, chunks
@@ -98,13 +99,19 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
             seq_seen = out.active_sequence
         commands.append(command.copy())
     q = np.asarray(commands)
+    dq = np.abs(np.diff(q, axis=0))  # dq[i - 1] = |q_i - q_(i-1)|
     v = np.diff(q, axis=0) / servo_dt
-    pos_jumps = [np.abs(q[i] - q[i - 1]).max() for i in switches if i >= 1]
-    vel_jumps = [np.abs(v[i - 1] - v[i - 2]).max() for i in switches if i >= 2]
+    dv = np.abs(np.diff(v, axis=0))  # dv[i - 2] = |v_i - v_(i-1)|
+    # a switch spreads over the ticks until the new chunk's first step (replace ramps from the
+    # anchor to it): the largest step of the ticks within one control period of the arrival
+    w = max(1, int(np.ceil(io.dt / servo_dt)))
+    pos_jumps = [dq[i - 1:i - 1 + w].max() for i in switches if i >= 1 and i - 1 + w <= len(dq)]
+    vel_jumps = [dv[i - 2:i - 2 + w].max() for i in switches if i >= 2 and i - 2 + w <= len(dv)]
     jerk = np.diff(q, n=3, axis=0) / servo_dt ** 3
     inside = np.ones(len(q), bool)
     inside[:1] = False
-    inside[switches] = False
+    for i in switches:
+        inside[i:i + w] = False
     steps = np.abs(np.diff(q, axis=0)).max(axis=1)[inside[1:]]  # per-tick motion away from switches, for scale
     return {"chunks": k_chunk, "switches": len(switches), "pos": np.asarray(pos_jumps), "vel": np.asarray(vel_jumps),
             "tick_p50": float(np.median(steps)) if len(steps) else float("nan"), "held": held / len(q),
