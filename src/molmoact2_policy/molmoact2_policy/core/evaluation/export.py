@@ -79,6 +79,7 @@ class ExportConfig:
     include_failures: bool = False
     episode_topic: str = EVENT_TOPIC
     image_size: tuple[int, int] | None = None  # (width, height) of every exported camera; None: the embodiment's
+    min_episode_frames: int = 5  # a run of fresh frames shorter than this is not written (counted in too_short_frames)
 
 
 def export_cameras(emb, image_size: tuple[int, int] | None = None) -> list:
@@ -239,12 +240,18 @@ def export_lerobot(cfg: ExportConfig) -> dict:
             counts = dict.fromkeys(SKIP_REASONS, 0)
             bar = _bar(bag, cfg.progress)
             episode: dict | None = None
-            bag_frames = bag_episodes = 0
+            bag_frames = bag_episodes = too_short = 0
             task = ""
 
+            pending: list[dict] = []  # the run's first frames, written once the run is long enough
+
             def close_episode():
-                nonlocal episode, n_episodes, bag_episodes
-                if episode is not None and episode["frames"]:
+                nonlocal episode, n_episodes, bag_episodes, bag_frames, too_short
+                if episode is not None and pending:  # a fragment (a gap split the episode): useless to train on,
+                    too_short += len(pending)  # and LeRobot's stats break on a one-frame episode
+                    bag_frames -= len(pending)
+                    pending.clear()
+                elif episode is not None and episode["frames"]:
                     ds.save_episode()
                     summary["episodes"].append(episode)
                     n_episodes += 1
@@ -272,7 +279,14 @@ def export_lerobot(cfg: ExportConfig) -> dict:
                 frame["observation.state"] = fr.state
                 frame["action"] = fr.action
                 frame["task"] = fr.task
-                ds.add_frame(frame)
+                if pending or episode["frames"] < cfg.min_episode_frames:
+                    pending.append(frame)
+                    if len(pending) >= cfg.min_episode_frames:
+                        for f in pending:
+                            ds.add_frame(f)
+                        pending.clear()
+                else:
+                    ds.add_frame(frame)
                 episode["frames"] += 1
                 bag_frames += 1
                 task = fr.task
@@ -286,7 +300,8 @@ def export_lerobot(cfg: ExportConfig) -> dict:
                      "frames": per_episode.get(e.index, 0), "exported": per_episode.get(e.index, 0) > 0} for e in eps)
             summary["bags"].append({"bag": str(bag), "frames": bag_frames, "episodes": bag_episodes, "task": task,
                                     "skipped_ticks": sum(v for k, v in counts.items() if k != "no_action"),
-                                    "skipped": counts, "out_of_order_records": stream.out_of_order})
+                                    "skipped": counts, "too_short_frames": too_short,
+                                    "out_of_order_records": stream.out_of_order})
             summary["broken_records"] += [b.as_dict() for b in reader.broken]
     finally:
         ds.finalize()
