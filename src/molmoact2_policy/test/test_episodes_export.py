@@ -114,6 +114,19 @@ def test_labelled_session_exports_its_successes_only_matching_the_bag_frame_by_f
     assert _check_frame_by_frame(ds, summary, {str(bag): _bag_reference(bag)}, 0.2) == len(ds)
 
 
+def test_a_run_of_frames_shorter_than_min_episode_frames_is_counted_not_written(tmp_path, small_so101):
+    # a one-frame fragment (a gap split an episode) broke LeRobot's episode stats and the whole export
+    bag = tmp_path / "session"
+    write_session(bag)
+    full = export_lerobot(ExportConfig([str(bag)], str(small_so101), str(tmp_path / "ds"), progress=False))
+    lengths = sorted(e["frames"] for e in full["episodes"])
+    cut = export_lerobot(ExportConfig([str(bag)], str(small_so101), str(tmp_path / "ds2"), progress=False,
+                                      min_episode_frames=lengths[0] + 1))
+    assert sorted(e["frames"] for e in cut["episodes"]) == lengths[1:]
+    assert cut["bags"][0]["too_short_frames"] == lengths[0]
+    assert cut["bags"][0]["frames"] == sum(lengths[1:])
+
+
 def test_include_failures_keeps_the_failure_and_never_the_discarded_or_interrupted(tmp_path, small_so101):
     bag = tmp_path / "session"
     write_session(bag, storage="sqlite3")
