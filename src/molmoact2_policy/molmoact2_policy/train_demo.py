@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
           f"--episodes labelled --image-size {args.camera_width}x{args.camera_height}", flush=True)
     exported = export_lerobot(ExportConfig([str(demos / "bag")], args.robot, str(dataset), repo_id=repo_id,
                                            episodes="labelled", image_size=(args.camera_width, args.camera_height)))
-    recipe["stages"]["export"] = {"episodes": len(exported["episodes"]), "frames": exported.get("frames"),
+    recipe["stages"]["export"] = {"episodes": len(exported["episodes"]), "frames": sum(b["frames"] for b in exported["bags"]),
+                                  "labelled_exported": sum(bool(e["exported"]) for e in exported.get("labelled_episodes", [])),
+                                  "skipped": exported["bags"][0]["skipped"], "too_short_frames": exported["bags"][0].get("too_short_frames"),
                                   "wall_s": round(time.monotonic() - t0, 1)}
     if not exported["episodes"]:
         print("[train-demo] FAILED: no successful demonstration to learn from")
