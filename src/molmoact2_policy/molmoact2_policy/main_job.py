@@ -104,12 +104,12 @@ def run_competence(cfg: dict, out: Path, checkpoint_cache: Path, policy: Path | 
     t0 = time.monotonic()
     baseline = cached_tiny_checkpoint(checkpoint_cache.resolve(), size=str(c.get("baseline_size", "small")))
     common = ["--robot", str(c.get("robot", "so101")), "--seed", str(c.get("seed", 100000)),
-              "--episode-timeout-s", str(c.get("episode_timeout_s", 6.0)), "--real-time-factor", str(c.get("real_time_factor", 0.5))]
+              "--episode-timeout-s", str(c.get("episode_timeout_s", 5.0)), "--real-time-factor", str(c.get("real_time_factor", 0.5))]
     if c.get("lockstep", True):
         common.append("--lockstep")
     reports = {}
-    for label, ck, backend, episodes in (("fine-tuned", policy, "lerobot", c.get("episodes", 8)),
-                                         ("random weights", baseline, "lerobot", c.get("baseline_episodes", 4))):
+    for label, ck, backend, episodes in (("fine-tuned", policy, "lerobot", c.get("episodes", 3)),
+                                         ("random weights", baseline, "lerobot", c.get("baseline_episodes", 2))):
         print(f"[main job] {label}: {episodes} held-out episodes of touch_cube ({ck})", flush=True)
         code = sim_eval(["--checkpoint", str(ck), "--backend", backend, "--episodes", str(episodes), "--label", label,
                          "--out", str(out / label.replace(" ", "_")), *common])
