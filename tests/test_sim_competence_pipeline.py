@@ -34,6 +34,7 @@ def _portable_policy_gives_the_same_chunks_as_lerobots_own_directory(policy, ler
 
     shutil.copytree(policy, elsewhere)
     assert json.loads((elsewhere / "config.json").read_text())["checkpoint_path"] == "base_model"
+    assert not list((elsewhere / "base_model").glob("*.py"))  # no copy of lerobot's source in the product
     rng = np.random.default_rng(0)
     req = PolicyRequest(images=[rng.integers(0, 255, (72, 96, 3), dtype=np.uint8) for _ in range(2)],
                         state=np.array([0.0, -90.0, 90.0, 60.0, 0.0, 10.0]), instruction="touch the cube",

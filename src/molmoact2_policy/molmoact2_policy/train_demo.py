@@ -128,7 +128,9 @@ def make_portable(policy: Path, base: Path) -> None:
     import torch
 
     dst = policy / "base_model"
-    shutil.copytree(base, dst, ignore=shutil.ignore_patterns("model.safetensors", "*.lock"))
+    # the base's *.py is lerobot's configuration module, which save_pretrained copies beside the
+    # config: LeRobot loads the model with its own classes, so the copy is not needed (nor ours to ship)
+    shutil.copytree(base, dst, ignore=shutil.ignore_patterns("model.safetensors", "*.lock", "*.py"))
     tensors = load_file(str(base / "model.safetensors"))
     save_file({k: torch.zeros_like(v) for k, v in tensors.items()}, str(dst / "model.safetensors"), metadata={"format": "pt"})
     rel = {"checkpoint_path": "base_model", "discrete_action_tokenizer": "base_model/action_tokenizer"}
