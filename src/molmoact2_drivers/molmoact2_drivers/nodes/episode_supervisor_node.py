@@ -29,25 +29,19 @@ from molmoact2_common.embodiment import load_embodiment
 from molmoact2_common.episode_events import EVENT_TOPIC
 from molmoact2_common.node_main import run_node
 from molmoact2_common.params import ParamSpec, declare_parameters, non_negative, positive
-from molmoact2_msgs.msg import DriverStatus
-
 from ..core.sim.episode_loop import EpisodeLoop
+from . import driver_watch
 
 PARAMS = [
     ParamSpec("embodiment", str, "so101", "embodiment config name or path (its arms name the drivers)"),
     ParamSpec("task_state_topic", str, "/sim/robot/task/state", "the sim's ~/task/state"),
     ParamSpec("reset_service", str, "/sim/robot/reset_episode", "the sim's ~/reset_episode"),
     ParamSpec("event_topic", str, EVENT_TOPIC, "episode events (record it with the data)"),
-    ParamSpec("drivers_namespace", str, "", "where the drivers are: <ns>/driver_status for one arm, <ns>/<arm>/driver_status "
-              "for several"),
-    ParamSpec("driver_status_topics", "str[]", [], "the drivers' driver_status topics, overriding drivers_namespace"),
+    *driver_watch.PARAMS,
     ParamSpec("episodes", int, 0, "episodes to run (0 = until stopped)", non_negative, ">= 0"),
     ParamSpec("episode_timeout_s", float, 20.0, "simulated seconds before an episode counts as failed", positive, "> 0"),
     ParamSpec("settle_s", float, 0.5, "simulated seconds recorded after an episode's end, before the reset", non_negative, ">= 0"),
 ]
-
-READY = (DriverStatus.STATE_HOLDING, DriverStatus.STATE_ARMING, DriverStatus.STATE_EXECUTING)
-
 
 class EpisodeSupervisorNode(Node):
     def __init__(self, **kwargs) -> None:
@@ -55,12 +49,7 @@ class EpisodeSupervisorNode(Node):
         self.p = declare_parameters(self, PARAMS)
         emb = load_embodiment(self.p["embodiment"])
         self.loop = EpisodeLoop(self.p["episodes"], self.p["episode_timeout_s"], self.p["settle_s"])
-        ns = self.p["drivers_namespace"].rstrip("/")
-        topics = list(self.p["driver_status_topics"]) or (
-            [f"{ns}/driver_status"] if len(emb.arms) == 1 else [f"{ns}/{a.name}/driver_status" for a in emb.arms])
-        self.drivers: dict[str, DriverStatus | None] = {t: None for t in topics}
-        for topic in topics:
-            self.create_subscription(DriverStatus, topic, lambda m, t=topic: self.drivers.__setitem__(t, m), qos.DRIVER_STATUS)
+        self.drivers = driver_watch.DriverWatch(self, self.p, [a.name for a in emb.arms], len(emb.arms))
         self.event_pub = self.create_publisher(String, self.p["event_topic"], qos.EPISODE_EVENT)
         self.status_pub = self.create_publisher(String, "~/status", qos.LATCHED)
         self.reset_client = self.create_client(Trigger, self.p["reset_service"])
@@ -69,11 +58,7 @@ class EpisodeSupervisorNode(Node):
         self.create_subscription(String, self.p["task_state_topic"], self._on_state, qos.LATCHED)
         self._publish_status()
         self.get_logger().info(f"{self.p['episodes'] or 'unlimited'} episodes, {self.p['episode_timeout_s']:g} s each at most, "
-                               f"drivers {', '.join(topics)}")
-
-    def _arms_ready(self) -> bool:
-        return all(m is not None and m.actuation_enabled and m.operator_started and not m.estop_latched and m.state in READY
-                   for m in self.drivers.values())
+                               f"drivers {', '.join(self.drivers.topics)}")
 
     def _publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps(self.loop.status())))
@@ -86,7 +71,7 @@ class EpisodeSupervisorNode(Node):
             return
         if self.resetting:
             return
-        actions = self.loop.update(state, self.get_clock().now().nanoseconds * 1e-9, self._arms_ready())
+        actions = self.loop.update(state, self.get_clock().now().nanoseconds * 1e-9, self.drivers.ready())
         for ev in actions.events:
             self.event_pub.publish(String(data=json.dumps(ev)))
             if ev["event"] != "start":

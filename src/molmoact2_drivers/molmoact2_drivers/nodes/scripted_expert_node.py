@@ -30,9 +30,10 @@ from molmoact2_common import qos
 from molmoact2_common.embodiment import load_embodiment
 from molmoact2_common.node_main import run_node
 from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
-from molmoact2_msgs.msg import ActionChunk, DriverStatus
+from molmoact2_msgs.msg import ActionChunk
 
 from ..core.expert import IKError, ScriptedExpert
+from . import driver_watch
 
 PARAMS = [
     ParamSpec("embodiment", str, "so101", "embodiment config name or path"),
@@ -41,9 +42,7 @@ PARAMS = [
     ParamSpec("joint_states_topic", str, "/sim/joint_states", "joint states of every driven joint"),
     ParamSpec("wait_for_drivers", bool, True, "start an episode's motion only once every driver is actuating, started, "
               "neither in error nor e-stopped"),
-    ParamSpec("drivers_namespace", str, "", "where the drivers are: <ns>/driver_status for one arm, <ns>/<arm>/driver_status "
-              "for several (the deployments' layout)"),
-    ParamSpec("driver_status_topics", "str[]", [], "the drivers' driver_status topics, overriding drivers_namespace"),
+    *driver_watch.PARAMS,
     ParamSpec("start_delay_s", float, 0.5, "simulated seconds into an episode before the expert moves", non_negative, ">= 0"),
     ParamSpec("chunk_rate_hz", float, 10.0, "chunks per simulated second", positive, "> 0"),
     ParamSpec("horizon", int, 30, "steps per chunk", positive, "> 0"),
@@ -77,12 +76,8 @@ class ScriptedExpertNode(Node):
         self.status_pub = self.create_publisher(String, "~/status", qos.LATCHED)
         self.create_subscription(String, self.p["task_state_topic"], self._on_state, qos.LATCHED)
         self.create_subscription(JointState, self.p["joint_states_topic"], self._on_joints, qos.JOINT_STATE)
-        ns = self.p["drivers_namespace"].rstrip("/")
-        topics = list(self.p["driver_status_topics"]) or (
-            [f"{ns}/driver_status"] if len(emb.arms) == 1 else [f"{ns}/{a.name}/driver_status" for a in self.expert.arms])
-        self.drivers: dict[str, DriverStatus | None] = {t: None for t in topics} if self.p["wait_for_drivers"] else {}
-        for topic in self.drivers:
-            self.create_subscription(DriverStatus, topic, lambda m, t=topic: self.drivers.__setitem__(t, m), qos.DRIVER_STATUS)
+        self.drivers = (driver_watch.DriverWatch(self, self.p, [a.name for a in self.expert.arms], len(emb.arms))
+                        if self.p["wait_for_drivers"] else None)
         self.create_timer(1.0 / self.p["chunk_rate_hz"], self._tick)  # node clock: /clock with use_sim_time
         self._publish_status()
         self.get_logger().info(f"scripted expert for {', '.join(a.name for a in self.expert.arms)}: chunks of "
@@ -103,9 +98,7 @@ class ScriptedExpertNode(Node):
             self.get_logger().error(f"{self.p['task_state_topic']}: not JSON: {exc}", throttle_duration_sec=5.0)
 
     def _drivers_ready(self) -> bool:
-        ok = (DriverStatus.STATE_HOLDING, DriverStatus.STATE_ARMING, DriverStatus.STATE_EXECUTING)
-        return all(m is not None and m.actuation_enabled and m.operator_started and not m.estop_latched and m.state in ok
-                   for m in self.drivers.values())
+        return self.drivers is None or self.drivers.ready()
 
     def _publish_status(self) -> None:
         self.status_pub.publish(String(data=json.dumps({"episode": self.episode, "plans": self.plans, "failures": self.failures})))
