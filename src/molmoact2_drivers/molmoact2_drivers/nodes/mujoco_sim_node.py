@@ -264,9 +264,11 @@ class MujocoSimNode(Node):
         self._reset_calls = list(self._reset_clients)
         self._reset_fire_at = self.sim.time + 0.05  # the drivers read the home pose from joint states first
         self._reset_deadline = time.monotonic() + self.p["reset_timeout_s"]
-        self._publish_joint_states(self._stamp())
-        self._publish_instruction()
+        # the 'resetting' state goes out before the home pose: whoever commands the arms (the scripted
+        # expert) hears that the episode is over before the drivers see the jump and fault on it
         self._publish_task(force=True)
+        self._publish_instruction()
+        self._publish_joint_states(self._stamp())
         response.success = True
         response.message = (f"episode {episode} (seed {seed}): arms home, scene re-randomised"
                             + (f"; resetting {', '.join(self._reset_calls)}" if self._reset_calls else ""))

@@ -125,7 +125,7 @@ class ScriptedExpertNode(Node):
                 self.get_logger().error(f"episode {self.episode}: {exc}")
                 self.failures.append({"episode": self.episode, "seed": st["seed"], "error": str(exc)})
             self._publish_status()
-        if self.plan is not None:
+        if self.plan is not None and self._drivers_ready():  # a driver in error (the reset's jump) refuses chunks
             self._publish_chunk(now)
 
     def _publish_chunk(self, now: float) -> None:
