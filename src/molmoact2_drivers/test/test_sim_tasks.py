@@ -57,6 +57,28 @@ def test_touch_cube_success_counts_a_scripted_success_and_not_a_miss():
     np.testing.assert_allclose(miss.tips["arm"], miss_goal, atol=0.02)  # it did reach where it aimed
 
 
+def test_expert_detour_is_seeded_inside_the_limits_and_the_plan_still_touches_the_cube():
+    emb, sim, task = _setup("so101", "touch_cube")
+    expert = ScriptedExpert(emb)
+    task.reset(sim, 5)
+    q0 = sim.read()[0]
+    via = expert.detour(q0, 0.35, seed=5)
+    np.testing.assert_array_equal(via, expert.detour(q0, 0.35, seed=5))  # the scene seed decides it
+    assert not np.allclose(via, expert.detour(q0, 0.35, seed=6))
+    col = expert.columns["arm"]
+    lo, hi = expert.limits["arm"]
+    moved = np.abs(via[col] - q0[col])
+    assert np.all(moved <= 0.35 + 1e-12) and moved.max() > 0.05
+    assert np.all(via[col] >= lo) and np.all(via[col] <= hi)
+    grip = expert.gripper_column["arm"]
+    assert via[grip] == q0[grip]
+    plan = expert.plan_reach(q0, sim.time, task.goals, via=via)
+    np.testing.assert_allclose(plan.q[1], via)  # the first waypoint is the via pose
+    np.testing.assert_allclose(expert.tool_points(plan.q[-1])["arm"], task.goals["arm"], atol=0.01)  # onto the cube
+    hit = _run_plan(sim, task, plan)
+    assert hit.success and hit.touching
+
+
 def test_task_randomisation_is_deterministic_for_a_seed():
     _, sim, task = _setup("so101", "touch_cube")
     _, sim2, task2 = _setup("so101", "touch_cube")

@@ -89,6 +89,25 @@ def test_rtc_inputs_reach_lerobots_policy_and_give_the_hf_backends_chunk(tiny_ch
     np.testing.assert_allclose(guided[4], hf, atol=1e-3)  # LeRobot's own RTC loop = ours in the hf backend
 
 
+def test_a_fine_tuned_lerobot_policy_directory_takes_rtc_inputs_and_follows_the_prefix(so101):
+    """lerobot-train leaves inference_action_mode unset in the fine-tune's config, which LeRobot's
+    supports_rtc() reads: the backend sets it to its own mode, so RTC is not refused."""
+    from pathlib import Path
+
+    from molmoact2_policy.core.backends import make_backend
+
+    io, images = so101
+    ft = Path(__file__).resolve().parents[3] / "models" / "so101_touch_cube"
+    lr = make_backend("lerobot", checkpoint=str(ft), norm_tag=io.norm_tag, camera_names=list(io.camera_order), num_threads=2)
+    assert lr.info().rtc
+    plain = lr.predict(_request(io, images, seed=0)).actions
+    previous = lr.predict(_request(io, images, seed=1)).actions  # inside the fine-tune's action quantiles
+    for delay in (1, 4, 8):
+        guided = lr.predict(_request(io, images, seed=0, rtc=_rtc(previous[:20], delay))).actions
+        assert np.abs(plain[:delay] - previous[:delay]).max() > 10 * GUIDANCE_TOLERANCE
+        assert np.abs(guided[:delay] - previous[:delay]).max() < GUIDANCE_TOLERANCE, delay
+
+
 def test_think_mode_takes_rtc_inputs_after_its_depth_prefix(tiny_think_checkpoint_dir, so101):
     from molmoact2_policy.core.backends import make_backend
 

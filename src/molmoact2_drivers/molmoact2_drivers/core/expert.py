@@ -9,7 +9,9 @@ A plan (``ExpertPlan``) runs every arm through waypoints in joint space (embodim
 wire units), each segment a minimum-jerk profile (zero velocity and acceleration at the ends)
 whose duration follows the largest joint move at ``max_joint_speed``. ``plan_reach`` goes above
 the goal by ``approach_height_m`` first, then down onto it (the SO-101 touches the cube from
-above); grippers hold ``gripper`` (0 closed .. 1 open) throughout. ``chunk(t, horizon, dt)``
+above), optionally through a seeded random via pose first (``detour``: demonstrations whose
+every state does not already give away the goal, so that a policy trained on them has to look
+for it); grippers hold ``gripper`` (0 closed .. 1 open) throughout. ``chunk(t, horizon, dt)``
 samples the plan as an ActionChunk's row-major positions would carry it.
 """
 
@@ -162,10 +164,24 @@ class ScriptedExpert:
             qs.append(w)
         return ExpertPlan(np.asarray(times), np.asarray(qs))
 
+    def detour(self, q_now: np.ndarray, amplitude_rad: float, seed: int) -> np.ndarray:
+        """A via pose: every chain joint of ``q_now`` moved by a uniform draw in +-amplitude_rad
+        (seeded), inside the joint limits; the gripper as it is."""
+        rng = np.random.default_rng(int(seed))
+        q = np.asarray(q_now, dtype=np.float64).copy()
+        for arm, col in self.columns.items():
+            lo, hi = self.limits[arm]
+            q[col] = np.clip(q[col] + rng.uniform(-amplitude_rad, amplitude_rad, len(col)), lo, hi)
+        return q
+
     def plan_reach(self, q_now: np.ndarray, t_now: float, goals: dict[str, np.ndarray],
-                   approach: bool = True) -> ExpertPlan:
-        """From ``q_now`` over each goal (``approach_height_m`` above) and onto it."""
+                   approach: bool = True, via: np.ndarray | None = None) -> ExpertPlan:
+        """From ``q_now`` (through ``via`` when given) over each goal (``approach_height_m`` above)
+        and onto it."""
         q_now = np.asarray(q_now, dtype=np.float64)
+        start = q_now
+        if via is not None:
+            q_now = np.asarray(via, dtype=np.float64)
         above, onto = q_now.copy(), q_now.copy()
         for arm, col in self.columns.items():
             if arm not in goals:
@@ -181,4 +197,6 @@ class ScriptedExpert:
             if g is not None:
                 above[g] = onto[g] = self.gripper
         waypoints = [above, onto] if approach and self.approach_height_m > 0 else [onto]
-        return self.plan_through(q_now, t_now, waypoints)
+        if via is not None:
+            waypoints.insert(0, q_now)
+        return self.plan_through(start, t_now, waypoints)

@@ -2,7 +2,7 @@
 
 It does what a teleoperator's side would: it reads the sim's task state (the randomised goal) and
 the arm's joint states, plans inverse kinematics to the goal with a minimum-jerk approach from
-above, and publishes ActionChunks to the drivers' ``action_chunk`` at chunk_rate_hz, exactly as a
+above (optionally through a seeded random via pose first, detour_rad), and publishes ActionChunks to the drivers' ``action_chunk`` at chunk_rate_hz, exactly as a
 policy does (stamped now, horizon steps of dt, wire units, every simulated arm's joints in
 embodiment order: a bimanual robot's drivers each take their own columns). It plans once per sim
 episode, start_delay_s into it, and holds the plan's end afterwards; judging episodes and
@@ -49,6 +49,8 @@ PARAMS = [
     ParamSpec("dt", float, 0.0, "seconds between steps (0 = 1 / the embodiment's control_rate_hz)", non_negative, ">= 0"),
     ParamSpec("max_joint_speed", float, 0.8, "fastest joint speed of the plan's mean, rad/s", positive, "> 0"),
     ParamSpec("approach_height_m", float, 0.06, "go this far above the goal first (0 = straight to it)", non_negative, ">= 0"),
+    ParamSpec("detour_rad", float, 0.0, "go first through a via pose: every arm joint moved by a uniform draw in "
+              "+-detour_rad, seeded by the episode's scene seed (0 = straight to the goal)", non_negative, ">= 0"),
     ParamSpec("gripper", float, 0.0, "gripper opening during the motion (0 closed .. 1 open)", lambda v: 0 <= v <= 1, "in [0, 1]"),
 ]
 
@@ -118,8 +120,9 @@ class ScriptedExpertNode(Node):
             if any(f["episode"] == self.episode for f in self.failures):
                 return  # no plan for this scene: the supervisor times the episode out
             try:
+                via = self.expert.detour(self.q, self.p["detour_rad"], st["seed"]) if self.p["detour_rad"] > 0 else None
                 self.plan = self.expert.plan_reach(self.q, now, {k: np.asarray(v) for k, v in st["goals"].items()
-                                                                 if k in self.expert.chains})
+                                                                 if k in self.expert.chains}, via=via)
                 self.plans += 1
             except IKError as exc:
                 self.get_logger().error(f"episode {self.episode}: {exc}")

@@ -113,6 +113,10 @@ class LeRobotBackend(PolicyBackend):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"cannot load LeRobot MolmoAct2 policy {ckpt}: {exc}") from exc
         cfg = self.policy.config
+        if cfg.inference_action_mode is None:
+            # a fine-tune's config leaves it unset (lerobot-train does): it is this backend's mode, passed
+            # to every predict_action_chunk; LeRobot's supports_rtc() reads it from the config
+            cfg.inference_action_mode = action_mode
         self.norm_tag = str(cfg.norm_tag or "")
         # the policy's image keys: its config's, else its visual input features (the order LeRobot's
         # processor uses); images are matched to them by name, so their order never pairs them
