@@ -67,8 +67,10 @@ def lerobot_train_command(dataset: Path, repo_id: str, base: Path, out: Path, no
     ]
 
 
-def run_training(cmd: list[str], steps: int, log_path: Path, env: dict) -> list[tuple[int, float]]:
-    """Run lerobot-train with a progress bar; returns [(step, loss)] from its log lines."""
+def run_training(cmd: list[str], steps: int, log_path: Path, env: dict, log_freq: int) -> list[tuple[int, float]]:
+    """Run lerobot-train with a progress bar; returns [(step, loss)] from its log lines. LeRobot logs
+    every log_freq-th step and prints the step rounded (1K for 1000..1499), so the k-th line's step
+    is k * log_freq; the printed one only has to agree with it at its precision."""
     from tqdm import tqdm
 
     losses: list[tuple[int, float]] = []
@@ -78,7 +80,11 @@ def run_training(cmd: list[str], steps: int, log_path: Path, env: dict) -> list[
             log.write(line)
             m = LOSS_LINE.search(line)
             if m:
-                step = _big_number(m.group(1))
+                step = (len(losses) + 1) * log_freq
+                shown, unit = _big_number(m.group(1))
+                if abs(shown - step) > unit / 2:
+                    raise RuntimeError(f"lerobot-train's log line says step {m.group(1)} where {step} was due "
+                                       f"(log_freq {log_freq}): {line.strip()[:200]}")
                 losses.append((step, float(m.group(2))))
                 bar.update(max(0, step - bar.n))
                 bar.set_postfix(loss=f"{float(m.group(2)):.4f}")
@@ -91,10 +97,10 @@ def run_training(cmd: list[str], steps: int, log_path: Path, env: dict) -> list[
     return losses
 
 
-def _big_number(text: str) -> int:
-    """LeRobot logs step counts as 1K, 2.5K, 1M."""
-    mult = {"K": 1_000, "M": 1_000_000, "B": 1_000_000_000}.get(text[-1:].upper(), 1)
-    return int(round(float(text[:-1] if mult > 1 else text) * mult))
+def _big_number(text: str) -> tuple[float, int]:
+    """LeRobot logs step counts as 1K, 2K, 1M (format_big_number, no decimals): (value, its unit)."""
+    unit = {"K": 1_000, "M": 1_000_000, "B": 1_000_000_000}.get(text[-1:].upper(), 1)
+    return float(text[:-1] if unit > 1 else text) * unit, unit
 
 
 def write_loss(losses: list[tuple[int, float]], out: Path) -> None:
@@ -255,13 +261,14 @@ def main(argv: list[str] | None = None) -> int:
 
         base = build_tiny_checkpoint(out / "base", seed=args.train_seed, size=args.size)
     meta = json.loads((base / "norm_stats.json").read_text())["metadata_by_tag"][emb.model.norm_tag]
+    log_freq = max(1, min(50, args.steps // 20))
     cmd = lerobot_train_command(dataset, repo_id, base, out / "train", emb.model.norm_tag, meta["setup_type"],
                                 [c.name for c in emb.cameras_in_model_order()], args.steps, args.batch_size, args.lr, args.train_seed,
-                                log_freq=max(1, min(50, args.steps // 20)), save_freq=args.save_every or args.steps,
+                                log_freq=log_freq, save_freq=args.save_every or args.steps,
                                 flow_timesteps=args.flow_timesteps, workers=args.workers)
     print(f"[train-demo] 3/3 fine-tune: {' '.join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}", flush=True)
     losses = run_training(cmd, args.steps, out / "train.log", {**env, "OMP_NUM_THREADS": str(args.threads),
-                                                                "MKL_NUM_THREADS": str(args.threads)})
+                                                                "MKL_NUM_THREADS": str(args.threads)}, log_freq)
     write_loss(losses, out)
     recipe["stages"]["train"] = {"command": [Path(cmd[0]).name, *cmd[1:]], "base": str(base),
                                  "first_loss": losses[0][1] if losses else None, "last_loss": losses[-1][1] if losses else None,
