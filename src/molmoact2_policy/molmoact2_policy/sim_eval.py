@@ -69,7 +69,9 @@ def read_eval_bag(bag: Path, camera_topic: str) -> dict:
         if rec.topic == EVENT_TOPIC:
             events.append(deserialize_message(rec.data, String).data)
         elif rec.topic == TASK_STATE:
-            states.append((rec.timestamp_ns, json.loads(deserialize_message(rec.data, String).data)))
+            st = json.loads(deserialize_message(rec.data, String).data)
+            if st.get("phase", "running") == "running":  # a reset's state (the next scene, published the
+                states.append((rec.timestamp_ns, st))     # instant the episode closes) is in no episode
         else:
             m = deserialize_message(rec.data, DriverStatus)
             drivers[rec.topic] = {k: int(getattr(m, k)) for k in COUNTERS}
