@@ -188,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-width", type=int, default=160)
     parser.add_argument("--camera-height", type=int, default=120)
     parser.add_argument("--real-time-factor", type=float, default=0.5, help="demonstrations: simulated s per wall s")
-    parser.add_argument("--detour-rad", type=float, default=0.35,
+    parser.add_argument("--detour-rad", type=float, default=0.0,
                         help="demonstrations go first through a seeded random via pose, every arm joint within +-this: "
-                             "states off the straight path, whose way to the goal only the images tell (0 = straight)")
+                             "states off the straight path, whose way to the goal only the images tell (0 = straight, "
+                             "the committed fine-tune's recipe)")
     parser.add_argument("--demos", type=Path, default=None, help="reuse this molmoact2-demos output instead of recording")
     parser.add_argument("--out", type=Path, default=Path("artifacts/train_demo"), help="output directory (replaced)")
     parser.add_argument("--checkpoint-cache", type=Path, default=Path("checkpoints"), help="where base checkpoints are built once")

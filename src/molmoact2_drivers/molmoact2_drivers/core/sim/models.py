@@ -115,8 +115,8 @@ MODELS: dict[str, SimModelSpec] = {
         # the pick scene's front camera stands 0.8 m off at table height, where the task's cube is
         # a few pixels; re-mounted as a lab's front camera is, above the table's far edge looking
         # down at the workspace (the cube ~10 px of a 160x120 frame, its region most of the image)
-        move_cameras=(CameraMount("front", "world", pos=(0.52, 0.0, 0.42), target=(0.25, 0.0, 0.0),
-                                  up=(0.0, 0.0, 1.0), fovy=36.0),),
+        move_cameras=(CameraMount("front", "world", pos=(0.55, 0.0, 0.42), target=(0.2, 0.0, 0.0),
+                                  up=(0.0, 0.0, 1.0), fovy=55.0),),
     ),
     "panda": SimModelSpec(
         name="panda",
