@@ -72,6 +72,7 @@ from molmoact2_common.params import ParameterError, ParamSpec, declare_parameter
 
 from ..core.sim.models import SimModelError  # noqa: E402
 from ..core.sim.multi_arm import MultiArmSim  # noqa: E402
+from ..core.sim.pacing import physics_steps  # noqa: E402
 from ..core.sim.tasks import TASKS, make_task  # noqa: E402
 from ..core.sim.trajectory import SimJointTrajectoryController, Trajectory, TrajectoryPoint  # noqa: E402
 
@@ -390,10 +391,8 @@ class MujocoSimNode(Node):
             self._sim_wall_offset += lag - 0.25
             lag = 0.25
         dt = self.sim.timestep
-        n = int(lag / dt)
-        if self._renderer is not None and self._next_cam > self.sim.time:
-            # never step past a due camera frame: it renders at its simulated time, none is skipped
-            n = min(n, int(np.ceil((self._next_cam - self.sim.time) / dt - 1e-6)))
+        # never step past a due camera frame: it renders at its simulated time, none is skipped
+        n = physics_steps(lag, dt, self.sim.time, self._next_cam if self._renderer is not None else None)
         if n <= 0:
             if self.task is not None:
                 self._service_resets()
