@@ -11,7 +11,9 @@ drives. Run it on /clock (use_sim_time:=true).
 
   subscribes  task_state_topic (std_msgs/String JSON, the sim's ~/task/state), joint_states_topic
               (sensor_msgs/JointState), driver_status_topics (DriverStatus: an episode's motion starts
-              once every driver is ready, so a demonstration never begins half-way through its plan)
+              once every driver is ready, so a demonstration never begins half-way through its plan),
+              supervisor_status_topic (the episode supervisor's ~/status: nothing is published
+              once it says done, as the graph then shuts down, the drivers first)
   publishes   action_chunk (molmoact2_msgs/ActionChunk), ~/status (std_msgs/String JSON, latched:
               episode (the sim episode planned last), plans, failures [{episode, seed, error}])
 """
@@ -43,6 +45,8 @@ PARAMS = [
     ParamSpec("wait_for_drivers", bool, True, "start an episode's motion only once every driver is actuating, started, "
               "neither in error nor e-stopped"),
     *driver_watch.PARAMS,
+    ParamSpec("supervisor_status_topic", str, "", "the episode supervisor's ~/status (latched JSON): no chunk once it "
+              "says done, when the graph shuts down, the drivers first ('' = not watched)"),
     ParamSpec("start_delay_s", float, 0.5, "simulated seconds into an episode before the expert moves", non_negative, ">= 0"),
     ParamSpec("chunk_rate_hz", float, 10.0, "chunks per simulated second", positive, "> 0"),
     ParamSpec("horizon", int, 30, "steps per chunk", positive, "> 0"),
@@ -80,6 +84,9 @@ class ScriptedExpertNode(Node):
         self.create_subscription(JointState, self.p["joint_states_topic"], self._on_joints, qos.JOINT_STATE)
         self.drivers = (driver_watch.DriverWatch(self, self.p, [a.name for a in self.expert.arms], len(emb.arms))
                         if self.p["wait_for_drivers"] else None)
+        self.supervisor_done = False
+        if self.p["supervisor_status_topic"]:
+            self.create_subscription(String, self.p["supervisor_status_topic"], self._on_supervisor, qos.LATCHED)
         self.create_timer(1.0 / self.p["chunk_rate_hz"], self._tick)  # node clock: /clock with use_sim_time
         self._publish_status()
         self.get_logger().info(f"scripted expert for {', '.join(a.name for a in self.expert.arms)}: chunks of "
@@ -99,6 +106,12 @@ class ScriptedExpertNode(Node):
         except json.JSONDecodeError as exc:
             self.get_logger().error(f"{self.p['task_state_topic']}: not JSON: {exc}", throttle_duration_sec=5.0)
 
+    def _on_supervisor(self, msg: String) -> None:
+        try:
+            self.supervisor_done = bool(json.loads(msg.data).get("done"))
+        except (json.JSONDecodeError, AttributeError):
+            self.get_logger().error(f"{self.p['supervisor_status_topic']}: not a JSON object", throttle_duration_sec=5.0)
+
     def _drivers_ready(self) -> bool:
         return self.drivers is None or self.drivers.ready()
 
@@ -106,7 +119,7 @@ class ScriptedExpertNode(Node):
         self.status_pub.publish(String(data=json.dumps({"episode": self.episode, "plans": self.plans, "failures": self.failures})))
 
     def _tick(self) -> None:
-        if self.state is None or self.q is None:
+        if self.state is None or self.q is None or self.supervisor_done:
             return
         st, now = self.state, self._now()
         if st.get("phase") != "running" or st["episode"] < self.episode:
