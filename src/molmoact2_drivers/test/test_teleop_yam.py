@@ -66,7 +66,11 @@ def rig():
             DamiaoBusEmulator("can_left") as femu:
         leader = LeaderCore(YamLeader("leader_left", list(arm.joints), channel="can_leader_left", gripper_type="no_gripper",
                                       fixed_gripper=0.5))
-        backend = create_backend(arm, {"gripper_limits": GRIPPER_LIMITS})
+        # two emulated buses, two i2rt control threads and the driver loop share one process on the
+        # test machine's cores: the feedback watchdog gets 190 ms as in test_yam_node.py (under half
+        # the emulated motors' 400 ms command timeout); 100 ms tripped on a 289 ms GIL stall in CI.
+        # The watchdog itself is tested in test_yam_backend.py.
+        backend = create_backend(arm, {"gripper_limits": GRIPPER_LIMITS, "feedback_timeout_s": 0.19})
         driver = build_driver(emb, arm, backend, {"input": "teleop", "mode": "actuate", "require_start": "never",
                                                   "min_arm_distance_check": False, "teleop_timeout_s": 0.2})
         leader.start()
