@@ -179,15 +179,13 @@ class ScriptedExpert:
         """From ``q_now`` (through ``via`` when given) over each goal (``approach_height_m`` above)
         and onto it."""
         q_now = np.asarray(q_now, dtype=np.float64)
-        start = q_now
-        if via is not None:
-            q_now = np.asarray(via, dtype=np.float64)
-        above, onto = q_now.copy(), q_now.copy()
+        reach_from = q_now if via is None else np.asarray(via, dtype=np.float64)  # where the reach begins
+        above, onto = reach_from.copy(), reach_from.copy()
         for arm, col in self.columns.items():
             if arm not in goals:
                 continue
             goal = np.asarray(goals[arm], dtype=np.float64)
-            seed = q_now[col]
+            seed = reach_from[col]
             if approach and self.approach_height_m > 0:
                 qa = self.ik(arm, goal + np.array([0.0, 0.0, self.approach_height_m]), seed)
                 above[col] = qa
@@ -198,5 +196,5 @@ class ScriptedExpert:
                 above[g] = onto[g] = self.gripper
         waypoints = [above, onto] if approach and self.approach_height_m > 0 else [onto]
         if via is not None:
-            waypoints.insert(0, q_now)
-        return self.plan_through(start, t_now, waypoints)
+            waypoints.insert(0, reach_from)
+        return self.plan_through(q_now, t_now, waypoints)
