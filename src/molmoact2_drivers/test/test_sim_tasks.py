@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from molmoact2_common.embodiment import load_embodiment  # noqa: E402
-from molmoact2_drivers.core.expert import ScriptedExpert  # noqa: E402
+from molmoact2_drivers.core.expert import ScriptedExpert, servo_chunk  # noqa: E402
 from molmoact2_drivers.core.sim.models import SimModelError  # noqa: E402
 from molmoact2_drivers.core.sim.multi_arm import MultiArmSim  # noqa: E402
 from molmoact2_drivers.core.sim.tasks import make_task  # noqa: E402
@@ -77,6 +77,83 @@ def test_expert_detour_is_seeded_inside_the_limits_and_the_plan_still_touches_th
     np.testing.assert_allclose(expert.tool_points(plan.q[-1])["arm"], task.goals["arm"], atol=0.01)  # onto the cube
     hit = _run_plan(sim, task, plan)
     assert hit.success and hit.touching
+
+
+def test_servo_chunk_continues_itself_from_any_of_its_rows_and_closes_on_the_goal_at_the_top_speed():
+    q_from, q_goal = np.array([0.0, 0.2, -0.1, 0.0]), np.array([0.9, -0.3, 0.4, 0.05])
+    dt, speed, tau = 1 / 30, 0.8, 0.25
+    table = servo_chunk(q_from, q_goal, 60, dt, speed, tau)
+    np.testing.assert_array_equal(table[0], q_from)
+    # a function of where the arm is: re-planned from row k it is the rest of the same chunk
+    for k in (1, 7, 25, 40):
+        np.testing.assert_allclose(servo_chunk(table[k], q_goal, 60 - k, dt, speed, tau), table[k:], atol=1e-9)
+    step = np.abs(np.diff(table, axis=0)).max(axis=1) / dt
+    assert step.max() <= speed + 1e-9 and step[0] == pytest.approx(speed)  # the joint with most to go at the top speed
+    # straight in joint space, monotone, no overshoot, and all but closed after 60 steps
+    frac = (table - q_from) / (q_goal - q_from)
+    np.testing.assert_allclose(frac, frac[:, :1].repeat(4, axis=1), atol=1e-12)
+    assert np.all(np.diff(frac[:, 0]) > 0) and frac[-1, 0] < 1.0
+    assert np.abs(table[-1] - q_goal).max() < 0.01
+    np.testing.assert_array_equal(servo_chunk(q_goal, q_goal, 5, dt, speed, tau), np.tile(q_goal, (5, 1)))
+
+
+def test_servo_expert_from_jittered_starts_reaches_the_same_pose_and_touches_the_cube():
+    emb = load_embodiment("so101")
+    task = make_task("touch_cube", "so101", start_jitter_rad=0.3)
+    sim = MultiArmSim(emb, markers=task.markers(emb))
+    task.check(sim)
+    expert = ScriptedExpert(emb)
+    col = expert.columns["arm"]
+    starts, poses = [], []
+    for _ in range(2):
+        task.reset(sim, 4)
+        q0 = sim.read()[0]
+        starts.append(q0)
+        goal = expert.reach_pose(q0, task.goals)
+        poses.append(goal)
+        dt, t_end, command = 1 / 30, sim.time + 4.0, q0.copy()
+        status = task.evaluate(sim)
+        while sim.time < t_end and not status.success:  # re-planned every tick, from its own command
+            command = servo_chunk(command, goal, 2, dt, 0.8, 0.25)[1]
+            sim.set_target("arm", command)
+            t_next = sim.time + dt
+            while sim.time < t_next - 1e-9:
+                sim.step(1)
+            status = task.evaluate(sim)
+        assert status.success and status.touching
+    np.testing.assert_array_equal(starts[0], starts[1])  # the seed decides the start pose
+    np.testing.assert_allclose(poses[0], poses[1])
+    task.reset(sim, 9)
+    # from another start the same goal gives the same pose (IK from a fixed seed, not from the arm)
+    goal_9 = {"arm": np.asarray(task.goals["arm"])}
+    np.testing.assert_allclose(expert.reach_pose(sim.read()[0], goal_9)[col], expert.reach_pose(starts[0], goal_9)[col], atol=1e-9)
+    assert not np.allclose(sim.read()[0][col], starts[0][col])
+
+
+def test_start_jitter_is_seeded_inside_its_bound_and_leaves_the_scene_as_the_seed_places_it():
+    emb = load_embodiment("so101")
+    plain, jittered = make_task("touch_cube", "so101"), make_task("touch_cube", "so101", start_jitter_rad=0.3)
+    sim_a, sim_b = MultiArmSim(emb), MultiArmSim(emb)
+    plain.check(sim_a)
+    jittered.check(sim_b)
+    home = sim_a.read()[0].copy()
+    arm_cols = [i for i, j in enumerate(emb.arm("arm").joints) if j != emb.arm("arm").gripper]
+    offsets = []
+    for seed in (2, 3, 2):
+        plain.reset(sim_a, seed)
+        jittered.reset(sim_b, seed)
+        np.testing.assert_allclose(sim_a.read()[0], home)  # no jitter: home
+        np.testing.assert_allclose(jittered.objects["block"], plain.objects["block"])  # the same scene
+        q = sim_b.read()[0]
+        offsets.append(q - home)
+        np.testing.assert_allclose(sim_b.sims[0].target, q, atol=1e-9)  # targeting where it is: at rest there
+    assert np.all(np.abs(offsets[0][arm_cols]) <= 0.3 + 1e-9) and np.abs(offsets[0][arm_cols]).max() > 0.05
+    np.testing.assert_allclose(offsets[0], offsets[2])
+    assert not np.allclose(offsets[0], offsets[1])
+    gripper = emb.arm("arm").joints.index(emb.arm("arm").gripper)
+    assert offsets[0][gripper] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="start_jitter_rad"):
+        make_task("touch_cube", "so101", start_jitter_rad=-0.1)
 
 
 def test_task_randomisation_is_deterministic_for_a_seed():

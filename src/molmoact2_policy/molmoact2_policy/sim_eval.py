@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-width", type=int, default=160)
     parser.add_argument("--camera-height", type=int, default=120)
     parser.add_argument("--real-time-factor", type=float, default=0.5)
+    parser.add_argument("--start-jitter-rad", type=float, default=0.0,
+                        help="each episode starts with every arm joint at home + a seeded draw in +-this (as the demonstrations may)")
     parser.add_argument("--lockstep", action="store_true", help="the sim waits for each chunk (inference latency removed)")
     parser.add_argument("--policy-seed", type=int, default=0, help="flow-matching noise seed")
     parser.add_argument("--label", default="", help="name in the report (default: the checkpoint's directory name)")
@@ -216,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "camera_rate_hz": str(args.camera_rate_hz), "camera_width": str(args.camera_width),
         "camera_height": str(args.camera_height), "real_time_factor": str(args.real_time_factor),
         "lockstep": str(args.lockstep).lower(), "blank_cameras": str(args.blank_images).lower(),
+        "start_jitter_rad": str(args.start_jitter_rad),
     })
     watch = EpisodesWatch(args.wall_timeout_s or 60.0 * args.episodes + 90.0)
     code = run(graph, duration=None, log_dir=out / "logs", watch=watch)
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     s = summarise(read, args.episodes)
     s.update({"label": label, "checkpoint": str(ck), "backend": args.backend, "robot": args.robot, "task": task,
               "seeds": [args.seed, args.seed + args.episodes - 1], "blank_images": args.blank_images,
-              "camera_rate_hz": args.camera_rate_hz, "lockstep": args.lockstep, "wall_s": round(wall, 1),
+              "camera_rate_hz": args.camera_rate_hz, "lockstep": args.lockstep, "start_jitter_rad": args.start_jitter_rad, "wall_s": round(wall, 1),
               "wall_per_sim_second": round(watch.wall_per_sim_second, 3), "timed_out": watch.timed_out,
               "supervisor_said": watch.status.get("successes"), "bag_problems": read["problems"]})
     strips = {}

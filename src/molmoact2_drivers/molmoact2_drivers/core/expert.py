@@ -13,6 +13,13 @@ above), optionally through a seeded random via pose first (``detour``: demonstra
 every state does not already give away the goal, so that a policy trained on them has to look
 for it); grippers hold ``gripper`` (0 closed .. 1 open) throughout. ``chunk(t, horizon, dt)``
 samples the plan as an ActionChunk's row-major positions would carry it.
+
+``servo_chunk`` is the other expert: each chunk planned afresh from the current command towards
+``reach_pose`` (IK from a fixed seed), at a top speed then exponentially. What it commands is a
+function of where the arm is and where the goal is, with no clock and no stop before the goal, so
+a policy that sees the joint positions and the images (not the plan's time) can learn it exactly;
+episodes that start from seeded poses around home (the task's ``start_jitter_rad``) cover the
+states off the straight path.
 """
 
 from __future__ import annotations
@@ -62,6 +69,28 @@ def solve_ik(chain: KinematicChain, target: np.ndarray, q0: np.ndarray, lower: n
 def min_jerk(s: np.ndarray | float) -> np.ndarray | float:
     s = np.clip(s, 0.0, 1.0)
     return 10 * s**3 - 15 * s**4 + 6 * s**5
+
+
+def servo_chunk(q_from: np.ndarray, q_goal: np.ndarray, horizon: int, dt: float, max_speed: float,
+                time_constant_s: float) -> np.ndarray:
+    """(horizon, n) targets due at k dt from ``q_from`` (row 0) towards ``q_goal``, on the straight
+    line in joint space: the joint with the most to go moves at ``max_speed`` until it is
+    ``max_speed x time_constant_s`` from its goal, then closes the rest exponentially. A function
+    of ``q_from`` and the goal alone (no clock, no stop on the way): a policy that sees only where
+    the arm is can learn it."""
+    q_from = np.asarray(q_from, dtype=np.float64)
+    d = np.asarray(q_goal, dtype=np.float64) - q_from
+    r0 = float(np.max(np.abs(d))) if d.size else 0.0
+    if r0 < 1e-9:
+        return np.tile(q_from + d, (horizon, 1))
+    t = np.arange(horizon) * dt
+    knee = max_speed * time_constant_s
+    if r0 > knee:
+        t1 = (r0 - knee) / max_speed
+        r = np.where(t < t1, r0 - max_speed * t, knee * np.exp(-(t - t1) / time_constant_s))
+    else:
+        r = r0 * np.exp(-t / time_constant_s)
+    return q_from + np.outer(1.0 - r / r0, d)
 
 
 @dataclass
@@ -173,6 +202,21 @@ class ScriptedExpert:
             lo, hi = self.limits[arm]
             q[col] = np.clip(q[col] + rng.uniform(-amplitude_rad, amplitude_rad, len(col)), lo, hi)
         return q
+
+    def reach_pose(self, q_now: np.ndarray, goals: dict[str, np.ndarray]) -> np.ndarray:
+        """The joint vector with each goal's arm onto its goal, IK seeded from the arm's rest pose
+        (zero, inside the limits) rather than from ``q_now``: the same goal gives the same pose
+        wherever the arm starts; grippers at ``gripper``, other joints as in ``q_now``."""
+        onto = np.asarray(q_now, dtype=np.float64).copy()
+        for arm, col in self.columns.items():
+            if arm not in goals:
+                continue
+            lo, hi = self.limits[arm]
+            onto[col] = self.ik(arm, np.asarray(goals[arm], dtype=np.float64), np.clip(np.zeros(len(col)), lo, hi))
+            g = self.gripper_column[arm]
+            if g is not None:
+                onto[g] = self.gripper
+        return onto
 
     def plan_reach(self, q_now: np.ndarray, t_now: float, goals: dict[str, np.ndarray],
                    approach: bool = True, via: np.ndarray | None = None) -> ExpertPlan:

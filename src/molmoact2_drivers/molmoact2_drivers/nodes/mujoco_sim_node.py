@@ -108,6 +108,8 @@ PARAMS = [
               non_negative, ">= 0"),
     ParamSpec("task_hold_s", float, -1.0, "seconds the success condition must hold (-1 = the task's default)",
               lambda v: v >= -1, ">= -1"),
+    ParamSpec("task_start_jitter_rad", float, 0.0, "each episode starts with every arm joint at home + a uniform draw in "
+              "+-this, from the episode's seed (0 = at home)", non_negative, ">= 0"),
     ParamSpec("instruction_topic", str, "", "publish the task's instruction here (std_msgs/String, latched); '' = not"),
     ParamSpec("reset_services", "str[]", [], "std_srvs/Trigger services ~/reset_episode calls after homing the arms "
               "(the drivers' ~/reset, the policy's ~/reset)"),
@@ -140,6 +142,7 @@ class MujocoSimNode(Node):
                 opts["radius_m"] = self.p["task_radius_m"]
             if self.p["task_hold_s"] >= 0:
                 opts["hold_s"] = self.p["task_hold_s"]
+            opts["start_jitter_rad"] = self.p["task_start_jitter_rad"]
             try:
                 self.task = make_task(self.p["task"], emb.name, **opts)
             except SimModelError as exc:

@@ -2,7 +2,8 @@
 
 It does what a teleoperator's side would: it reads the sim's task state (the randomised goal) and
 the arm's joint states, plans inverse kinematics to the goal with a minimum-jerk approach from
-above (optionally through a seeded random via pose first, detour_rad), and publishes ActionChunks to the drivers' ``action_chunk`` at chunk_rate_hz, exactly as a
+above (optionally through a seeded random via pose first, detour_rad), or with mode:=servo plans
+every chunk afresh from the current command towards the goal pose (no clock, no stop), and publishes ActionChunks to the drivers' ``action_chunk`` at chunk_rate_hz, exactly as a
 policy does (stamped now, horizon steps of dt, wire units, every simulated arm's joints in
 embodiment order: a bimanual robot's drivers each take their own columns). It plans once per sim
 episode, start_delay_s into it, and holds the plan's end afterwards; judging episodes and
@@ -34,7 +35,7 @@ from molmoact2_common.node_main import run_node
 from molmoact2_common.params import ParameterError, ParamSpec, declare_parameters, non_negative, positive
 from molmoact2_msgs.msg import ActionChunk
 
-from ..core.expert import IKError, ScriptedExpert
+from ..core.expert import IKError, ScriptedExpert, servo_chunk
 from . import driver_watch
 
 PARAMS = [
@@ -51,7 +52,13 @@ PARAMS = [
     ParamSpec("chunk_rate_hz", float, 10.0, "chunks per simulated second", positive, "> 0"),
     ParamSpec("horizon", int, 30, "steps per chunk", positive, "> 0"),
     ParamSpec("dt", float, 0.0, "seconds between steps (0 = 1 / the embodiment's control_rate_hz)", non_negative, ">= 0"),
-    ParamSpec("max_joint_speed", float, 0.8, "fastest joint speed of the plan's mean, rad/s", positive, "> 0"),
+    ParamSpec("mode", str, "plan", "plan: one min-jerk plan per episode (via, above, onto the goal); servo: every chunk "
+              "from the current command straight towards the goal pose, at max_joint_speed then exponentially "
+              "(core.expert.servo_chunk: a function of where the arm is, no stop on the way)", choices=("plan", "servo")),
+    ParamSpec("max_joint_speed", float, 0.8, "plan: fastest joint speed of the plan's mean; servo: top speed of the "
+              "joint with most to go, rad/s", positive, "> 0"),
+    ParamSpec("servo_time_constant_s", float, 0.25, "servo: the last max_joint_speed x this closes exponentially "
+              "with this time constant", positive, "> 0"),
     ParamSpec("approach_height_m", float, 0.06, "go this far above the goal first (0 = straight to it)", non_negative, ">= 0"),
     ParamSpec("detour_rad", float, 0.0, "go first through a via pose: every arm joint moved by a uniform draw in "
               "+-detour_rad, seeded by the episode's scene seed (0 = straight to the goal)", non_negative, ">= 0"),
@@ -74,7 +81,8 @@ class ScriptedExpertNode(Node):
         self.q: np.ndarray | None = None
         self.state: dict | None = None
         self.episode = -1  # the sim episode being demonstrated
-        self.plan = None
+        self.plan = None  # plan mode: the episode's ExpertPlan; servo mode: the goal pose
+        self.last_chunk: tuple[float, np.ndarray] | None = None  # (stamp, table) published last
         self.plans = 0
         self.failures: list[dict] = []
         self.sequence = 0
@@ -132,10 +140,13 @@ class ScriptedExpertNode(Node):
                 return
             if any(f["episode"] == self.episode for f in self.failures):
                 return  # no plan for this scene: the supervisor times the episode out
+            goals = {k: np.asarray(v) for k, v in st["goals"].items() if k in self.expert.chains}
             try:
-                via = self.expert.detour(self.q, self.p["detour_rad"], st["seed"]) if self.p["detour_rad"] > 0 else None
-                self.plan = self.expert.plan_reach(self.q, now, {k: np.asarray(v) for k, v in st["goals"].items()
-                                                                 if k in self.expert.chains}, via=via)
+                if self.p["mode"] == "servo":
+                    self.plan, self.last_chunk = self.expert.reach_pose(self.q, goals), None
+                else:
+                    via = self.expert.detour(self.q, self.p["detour_rad"], st["seed"]) if self.p["detour_rad"] > 0 else None
+                    self.plan = self.expert.plan_reach(self.q, now, goals, via=via)
                 self.plans += 1
             except IKError as exc:
                 self.get_logger().error(f"episode {self.episode}: {exc}")
@@ -144,8 +155,22 @@ class ScriptedExpertNode(Node):
         if self.plan is not None and self._drivers_ready():  # a driver in error (the reset's jump) refuses chunks
             self._publish_chunk(now)
 
+    def _command_now(self, now: float) -> np.ndarray:
+        """Servo: where the last chunk commands the arm now (the arm's position before the first)."""
+        if self.last_chunk is None:
+            return self.q.copy()
+        stamp, table = self.last_chunk
+        k = float(np.clip((now - stamp) / self.dt, 0.0, len(table) - 1))
+        i = min(int(k), len(table) - 2)
+        return table[i] + (k - i) * (table[i + 1] - table[i])
+
     def _publish_chunk(self, now: float) -> None:
-        table = self.plan.chunk(now, self.p["horizon"], self.dt)
+        if self.p["mode"] == "servo":
+            table = servo_chunk(self._command_now(now), self.plan, self.p["horizon"], self.dt,
+                                self.p["max_joint_speed"], self.p["servo_time_constant_s"])
+            self.last_chunk = (now, table)
+        else:
+            table = self.plan.chunk(now, self.p["horizon"], self.dt)
         self.sequence += 1
         msg = ActionChunk()
         msg.header.stamp = Time(nanoseconds=int(round(now * 1e9))).to_msg()

@@ -168,10 +168,19 @@ class ArmSim:
         self.home_position = self.target.copy()
         self._home_qpos = self.data.qpos.copy()  # the whole model's initial state (objects included)
 
-    def home(self) -> None:
-        """The arm at its initial pose, at rest, targeting it (other bodies keep their state)."""
+    def home(self, offset: np.ndarray | None = None) -> None:
+        """The arm at its initial pose (``offset`` added to its arm joints, in wire order without
+        the gripper, inside the joint ranges), at rest, targeting it (other bodies keep their state)."""
         d = self.data
         d.qpos[self.qadr] = self._home_qpos[self.qadr]
+        target = self.home_position.copy()
+        if offset is not None:
+            offset = np.asarray(offset, dtype=np.float64)
+            if offset.shape != (len(self.qadr),):
+                raise ValueError(f"home offset: {len(self.qadr)} arm joints, got shape {offset.shape}")
+            q = np.clip(d.qpos[self.qadr] + offset, self.ranges[:, 0], self.ranges[:, 1])
+            d.qpos[self.qadr] = q
+            target[self.arm_index] = q
         d.qvel[self.dadr] = 0.0
         if self.g_qadr >= 0:
             d.qpos[self.g_qadr] = self._home_qpos[self.g_qadr]
@@ -179,7 +188,7 @@ class ArmSim:
             self.virtual_gripper = float(self.home_position[self.gripper_index])
         d.qfrc_applied[:] = 0.0
         d.qacc_warmstart[:] = 0.0
-        self.set_target(self.home_position)
+        self.set_target(target)
         self.mj.mj_forward(self.model, d)
 
     def _id(self, kind, name: str) -> int:

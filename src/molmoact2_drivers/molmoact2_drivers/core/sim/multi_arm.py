@@ -142,10 +142,12 @@ class MultiArmSim:
         for s in self.sims:
             s.step(n)
 
-    def home(self) -> None:
-        """Every arm back at its initial pose, at rest, its target there too."""
-        for s in self.sims:
-            s.home()
+    def home(self, offsets: dict[str, np.ndarray] | None = None) -> None:
+        """Every arm back at its initial pose (plus ``offsets[arm]`` on its arm joints, when
+        given), at rest, its target there too."""
+        offsets = offsets or {}
+        for a, s in zip(self.arms, self.sims):
+            s.home(offsets.get(a.name))
 
     def forward(self) -> None:
         """Recompute derived quantities (positions, contacts) after the state was set directly."""

@@ -69,6 +69,9 @@ class Marker:
     rgba: tuple[float, float, float, float] = (0.1, 0.8, 0.2, 0.6)
 
 
+START_POSE_STREAM = 1  # numpy seed sequence [seed, 1]: the start pose's draws, apart from the scene's
+
+
 class Task:
     """Base: success latching over ``hold_s``; subclasses place the scene and test the condition."""
 
@@ -76,7 +79,10 @@ class Task:
     embodiments: tuple[str, ...] = ()
     instruction = ""
 
-    def __init__(self, radius_m: float, hold_s: float) -> None:
+    def __init__(self, radius_m: float, hold_s: float, start_jitter_rad: float = 0.0) -> None:
+        if not start_jitter_rad >= 0:
+            raise ValueError(f"task {self.name}: start_jitter_rad must be >= 0, got {start_jitter_rad}")
+        self.start_jitter_rad = float(start_jitter_rad)
         if not radius_m > 0:
             raise ValueError(f"task {self.name}: radius_m must be > 0, got {radius_m}")
         if not hold_s >= 0:
@@ -100,10 +106,17 @@ class Task:
         """Raise SimModelError if ``sim`` cannot run this task."""
 
     def reset(self, sim, seed: int, episode: int | None = None) -> None:
-        """Arms home (their initial pose, at rest), scene re-randomised from ``seed``."""
+        """Arms home (their initial pose, at rest; every arm joint moved by a uniform draw in
+        +-start_jitter_rad when that is > 0), scene re-randomised from ``seed``. The start pose has
+        its own stream of the seed, so a seed's scene is the same with or without the jitter."""
         self.seed = int(seed)
         self.episode = self.episode + 1 if episode is None else int(episode)
-        sim.home()
+        offsets = None
+        if self.start_jitter_rad > 0:
+            rng = np.random.default_rng([self.seed, START_POSE_STREAM])
+            offsets = {a.name: rng.uniform(-self.start_jitter_rad, self.start_jitter_rad, len(s.arm_index))
+                       for a, s in zip(sim.arms, sim.sims)}
+        sim.home(offsets)
         self._place(sim, np.random.default_rng(self.seed))
         sim.forward()
         self._t0 = sim.time
@@ -142,8 +155,8 @@ class TouchCube(Task):
     BLOCK = "block"
     GRIPPER_BODIES = ("gripper", "moving_jaw_so101_v1")
 
-    def __init__(self, radius_m: float = 0.035, hold_s: float = 0.2) -> None:
-        super().__init__(radius_m, hold_s)
+    def __init__(self, radius_m: float = 0.035, hold_s: float = 0.2, start_jitter_rad: float = 0.0) -> None:
+        super().__init__(radius_m, hold_s, start_jitter_rad)
 
     def check(self, sim) -> None:
         if sim.built_scene or len(sim.sims) != 1:
@@ -200,8 +213,8 @@ class ReachTargets(Task):
     UP = (0.10, 0.22)
     COLOURS = ((0.1, 0.8, 0.2, 0.7), (0.2, 0.5, 0.95, 0.7))
 
-    def __init__(self, radius_m: float = 0.03, hold_s: float = 0.2) -> None:
-        super().__init__(radius_m, hold_s)
+    def __init__(self, radius_m: float = 0.03, hold_s: float = 0.2, start_jitter_rad: float = 0.0) -> None:
+        super().__init__(radius_m, hold_s, start_jitter_rad)
 
     def markers(self, embodiment) -> list[Marker]:
         return [Marker(f"{a.name}_target", 0.02, self.COLOURS[i % 2]) for i, a in enumerate(embodiment.arms)]
