@@ -48,6 +48,7 @@ class GraphProcesses:
         self.echo = echo
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
+        self.commands: dict[str, list[str]] = {}
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -65,11 +66,21 @@ class GraphProcesses:
             params = self.log_dir / f"{stem}.params.yaml"
             params.write_text(yaml.safe_dump(params_file_content(spec, self.use_sim_time)))
             log = self.log_dir / f"{stem}.log"
-            cmd = [sys.executable, executable_path(spec), *ros_args(spec, str(params))]
-            with open(log, "w") as f:
-                self.procs[fqn] = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=self.env,
-                                                   start_new_session=True)
+            self.commands[fqn] = [sys.executable, executable_path(spec), *ros_args(spec, str(params))]
             self.logs[fqn] = log
+            self._spawn(fqn, "w")
+
+    def _spawn(self, fqn: str, mode: str) -> None:
+        with open(self.logs[fqn], mode) as f:
+            self.procs[fqn] = subprocess.Popen(self.commands[fqn], stdout=f, stderr=subprocess.STDOUT, env=self.env,
+                                               start_new_session=True)
+
+    def respawn(self, fqn: str) -> None:
+        """Start node ``fqn`` again as it was started (a fault soak restarts a killed process);
+        its log goes on in the same file."""
+        if self.procs[fqn].poll() is None:
+            raise GraphError(f"{fqn} is still running (pid {self.procs[fqn].pid})")
+        self._spawn(fqn, "a")
 
     def log_tail(self, fqn: str, lines: int = 6) -> str:
         path = self.logs.get(fqn)
