@@ -163,20 +163,26 @@ class Operator:
         return names.get(d.state, str(d.state))
 
     def hold_after(self, t_fault: float, t_end: float) -> tuple[float | None, float | None]:
-        """(seconds from the fault to the last commanded move, largest move after it until t_end).
-        An episode reset inside the window ends it: the sim teleports the arm home and the
-        driver's reset holds where the arm now is, a deliberate jump of the command."""
-        t_end = min([t_end] + [t for t in self.resets if t > t_fault])
-        cmds = [(t, q) for t, q in self.commands if t_fault - 0.5 <= t <= t_end]
-        if len(cmds) < 2:
-            return None, None
-        last_move = t_fault
-        for (t0, q0), (t1, q1) in zip(cmds, cmds[1:]):
-            if t1 > t_fault and np.abs(q1 - q0).max() > STILL_RAD:
-                last_move = t1
-        after = [q for t, q in cmds if t >= last_move]
-        moved = float(max(np.abs(q - after[0]).max() for q in after)) if after else None
-        return last_move - t_fault, moved
+        return hold_after(self.commands, self.resets, t_fault, t_end)
+
+
+def hold_after(commands: list[tuple[float, np.ndarray]], resets: list[float], t_fault: float,
+               t_end: float) -> tuple[float | None, float | None]:
+    """(seconds from the fault to the last commanded move, the largest move after it until t_end),
+    from (wall time, commanded positions) samples. An episode reset inside the window ends it:
+    the sim teleports the arm home and the driver's reset holds where the arm now is, a
+    deliberate jump of the command."""
+    t_end = min([t_end] + [t for t in resets if t > t_fault])
+    cmds = [(t, q) for t, q in commands if t_fault - 0.5 <= t <= t_end]
+    if len(cmds) < 2:
+        return None, None
+    last_move = t_fault
+    for (_, q0), (t1, q1) in zip(cmds, cmds[1:]):
+        if t1 > t_fault and np.abs(q1 - q0).max() > STILL_RAD:
+            last_move = t1
+    after = [q for t, q in cmds if t >= last_move]
+    moved = float(max(np.abs(q - after[0]).max() for q in after)) if after else None
+    return last_move - t_fault, moved
 
 
 def main(argv: list[str] | None = None) -> int:
