@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expert-mode", default="plan", choices=("plan", "servo"),
                         help="plan: one min-jerk plan per episode; servo: every chunk from the current command towards "
                              "the goal (a function of where the arm is)")
+    parser.add_argument("--press-depth-m", type=float, default=0.0,
+                        help="the expert aims this far below the cube's top face (into it: still moving when it touches)")
     parser.add_argument("--start-jitter-rad", type=float, default=0.0,
                         help="each episode starts with every arm joint at home + a seeded draw in +-this")
     parser.add_argument("--wall-timeout-s", type=float, default=0.0, help="give up after this long (0 = 60 s per episode + 60)")
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "camera_width": str(args.camera_width), "camera_height": str(args.camera_height),
         "real_time_factor": str(args.real_time_factor), "expert_detour_rad": str(args.detour_rad),
         "expert_approach_height_m": str(args.approach_height_m), "expert_mode": args.expert_mode,
-        "start_jitter_rad": str(args.start_jitter_rad),
+        "start_jitter_rad": str(args.start_jitter_rad), "expert_press_depth_m": str(args.press_depth_m),
     })
     watch = EpisodesWatch(args.wall_timeout_s or 60.0 * args.episodes + 60.0)
     code = run(graph, duration=None, log_dir=out / "logs", watch=watch)

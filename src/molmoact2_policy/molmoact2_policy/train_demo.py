@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expert-mode", default="plan", choices=("plan", "servo"),
                         help="demonstrations: plan = one min-jerk plan per episode; servo = every chunk from the current "
                              "command towards the goal (a function of where the arm is, no stop on the way)")
+    parser.add_argument("--press-depth-m", type=float, default=0.0,
+                        help="the expert aims this far below the cube's top face (into it: still moving when it touches)")
     parser.add_argument("--start-jitter-rad", type=float, default=0.0,
                         help="demonstrations start with every arm joint at home + a seeded draw in +-this")
     parser.add_argument("--demos", type=Path, default=None, help="reuse this molmoact2-demos output instead of recording")
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = load_embodiment(args.robot)
     task = DEFAULT_TASK[args.robot]
     recipe: dict = {"robot": args.robot, "task": task, "seed": args.seed, "train_seed": args.train_seed, "episodes": args.episodes, "steps": args.steps,
-                    "batch_size": args.batch_size, "lr": args.lr, "flow_timesteps": args.flow_timesteps, "threads": args.threads, "workers": args.workers, "detour_rad": args.detour_rad, "approach_height_m": args.approach_height_m, "expert_mode": args.expert_mode, "start_jitter_rad": args.start_jitter_rad, "size": args.size, "versions": _versions(), "stages": {}}
+                    "batch_size": args.batch_size, "lr": args.lr, "flow_timesteps": args.flow_timesteps, "threads": args.threads, "workers": args.workers, "detour_rad": args.detour_rad, "approach_height_m": args.approach_height_m, "expert_mode": args.expert_mode, "start_jitter_rad": args.start_jitter_rad, "press_depth_m": args.press_depth_m, "size": args.size, "versions": _versions(), "stages": {}}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     t_all = time.monotonic()
 
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                "--seed", str(args.seed), "--out", str(demos), "--camera-width", str(args.camera_width),
                "--camera-height", str(args.camera_height), "--real-time-factor", str(args.real_time_factor),
                "--detour-rad", str(args.detour_rad), "--approach-height-m", str(args.approach_height_m),
-               "--expert-mode", args.expert_mode, "--start-jitter-rad", str(args.start_jitter_rad)]
+               "--expert-mode", args.expert_mode, "--start-jitter-rad", str(args.start_jitter_rad),
+               "--press-depth-m", str(args.press_depth_m)]
         print(f"[train-demo] 1/3 demonstrations: {' '.join(cmd[1:])}", flush=True)
         code = subprocess.call(cmd, env=env)
         if code != 0 and not (demos / "bag").exists():

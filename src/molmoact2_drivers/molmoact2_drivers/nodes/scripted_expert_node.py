@@ -57,6 +57,8 @@ PARAMS = [
               "(core.expert.servo_chunk: a function of where the arm is, no stop on the way)", choices=("plan", "servo")),
     ParamSpec("max_joint_speed", float, 0.8, "plan: fastest joint speed of the plan's mean; servo: top speed of the "
               "joint with most to go, rad/s", positive, "> 0"),
+    ParamSpec("press_depth_m", float, 0.0, "aim this far below the goal (into the object: the motion is still going "
+              "when it touches, and a small error still ends in contact)", non_negative, ">= 0"),
     ParamSpec("servo_time_constant_s", float, 0.25, "servo: the last max_joint_speed x this closes exponentially "
               "with this time constant", positive, "> 0"),
     ParamSpec("approach_height_m", float, 0.06, "go this far above the goal first (0 = straight to it)", non_negative, ">= 0"),
@@ -140,7 +142,8 @@ class ScriptedExpertNode(Node):
                 return
             if any(f["episode"] == self.episode for f in self.failures):
                 return  # no plan for this scene: the supervisor times the episode out
-            goals = {k: np.asarray(v) for k, v in st["goals"].items() if k in self.expert.chains}
+            press = np.array([0.0, 0.0, self.p["press_depth_m"]])
+            goals = {k: np.asarray(v) - press for k, v in st["goals"].items() if k in self.expert.chains}
             try:
                 if self.p["mode"] == "servo":
                     self.plan, self.last_chunk = self.expert.reach_pose(self.q, goals), None
