@@ -1,7 +1,7 @@
 """The scripted expert node over DDS (no simulator: the test plays the sim, the driver and the
 episode supervisor): it publishes chunks only while every driver is ready, none once the
 supervisor says done, and in servo mode each chunk continues the last from where it commands the
-arm now."""
+arm now, towards the goal pose (press_depth_m below the goal when set)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ HOME = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 GOAL = [0.25, 0.05, 0.04]  # a cube top in touch_cube's region
 
 
-def _start_expert(mode: str):
+def _start_expert(mode: str, press_depth_m: float = 0.0):
     from support.ros_harness import ChildProcess
 
     return ChildProcess.python_module(
@@ -24,7 +24,7 @@ def _start_expert(mode: str):
         "-p", "task_state_topic:=/expert_test/task_state", "-p", "joint_states_topic:=/expert_test/joint_states",
         "-p", "driver_status_topics:=['/expert_test/driver_status']",
         "-p", "supervisor_status_topic:=/expert_test/supervisor_status", "-p", "start_delay_s:=0.0",
-        "-p", "approach_height_m:=0.0", "-r", "action_chunk:=/expert_test/action_chunk")
+        "-p", "approach_height_m:=0.0", "-p", f"press_depth_m:={press_depth_m}", "-r", "action_chunk:=/expert_test/action_chunk")
 
 
 class _Rig:
@@ -97,12 +97,13 @@ def test_expert_publishes_only_while_the_driver_is_ready_and_never_once_the_supe
 
 
 @pytest.mark.ros
-def test_servo_expert_chunks_continue_each_other_from_the_command_and_head_onto_the_goal(ros):
+@pytest.mark.parametrize("press_depth_m", [0.0, 0.03])
+def test_servo_expert_chunks_continue_each_other_from_the_command_and_head_onto_the_goal(ros, press_depth_m):
     from molmoact2_drivers.core.expert import ScriptedExpert
     from molmoact2_common.embodiment import load_embodiment
     from molmoact2_msgs.msg import DriverStatus
 
-    expert = _start_expert("servo")
+    expert = _start_expert("servo", press_depth_m)
     try:
         rig = _Rig(ros)
         rig.driver_state = DriverStatus.STATE_HOLDING
@@ -117,12 +118,14 @@ def test_servo_expert_chunks_continue_each_other_from_the_command_and_head_onto_
             np.testing.assert_allclose(b[0], at_stamp, atol=1e-6)
             assert np.abs(b[0] - HOME).max() > np.abs(a[0] - HOME).max()  # on its way, though the arm never moved
         # every chunk lies on the straight line to the goal pose, whose tool point is on the cube
+        # (press_depth_m below it: into the cube)
         emb = load_embodiment("so101")
-        goal = ScriptedExpert(emb).reach_pose(np.array(HOME), {"arm": np.array(GOAL)})
+        aim = np.array(GOAL) - np.array([0.0, 0.0, press_depth_m])
+        goal = ScriptedExpert(emb).reach_pose(np.array(HOME), {"arm": aim})
         last = tables[-1][1]
         direction = (goal - np.array(HOME)) / np.abs(goal - np.array(HOME)).max()
         frac = (last - np.array(HOME)) @ direction / (direction @ direction)
         np.testing.assert_allclose(last, np.array(HOME) + np.outer(frac, direction), atol=1e-6)
-        np.testing.assert_allclose(ScriptedExpert(emb).tool_points(goal)["arm"], GOAL, atol=0.01)
+        np.testing.assert_allclose(ScriptedExpert(emb).tool_points(goal)["arm"], aim, atol=0.01)
     finally:
         expert.stop()
