@@ -15,7 +15,7 @@
 Deterministic for its seeds: the demonstrations' scenes come from ``--seed`` (episode k: seed + k),
 the base weights and LeRobot's training seed from ``--train-seed``.
 
-    molmoact2-train-demo [--robot so101] [--episodes 50] [--steps 2500] [--seed 0] [--out artifacts/train_demo]
+    molmoact2-train-demo [--robot so101] [--episodes 40] [--steps 2500] [--seed 0] [--out artifacts/train_demo]
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def _versions() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--robot", default="so101", choices=sorted(DEFAULT_TASK))
-    parser.add_argument("--episodes", type=int, default=50, help="demonstrations to record")
+    parser.add_argument("--episodes", type=int, default=40, help="demonstrations to record")
     parser.add_argument("--seed", type=int, default=0, help="demonstration k uses scene seed + k")
     parser.add_argument("--train-seed", type=int, default=0, help="the base weights' and LeRobot's training seed")
     parser.add_argument("--steps", type=int, default=2500, help="training steps")
@@ -192,14 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="demonstrations go first through a seeded random via pose, every arm joint within +-this: "
                              "states off the straight path, whose way to the goal only the images tell (0 = straight, "
                              "the committed fine-tune's recipe)")
-    parser.add_argument("--approach-height-m", type=float, default=0.06,
+    parser.add_argument("--approach-height-m", type=float, default=0.0,
                         help="demonstrations stop this far above the cube before going down onto it (0 = straight onto it)")
-    parser.add_argument("--expert-mode", default="plan", choices=("plan", "servo"),
+    parser.add_argument("--expert-mode", default="servo", choices=("plan", "servo"),
                         help="demonstrations: plan = one min-jerk plan per episode; servo = every chunk from the current "
                              "command towards the goal (a function of where the arm is, no stop on the way)")
-    parser.add_argument("--press-depth-m", type=float, default=0.0,
+    parser.add_argument("--press-depth-m", type=float, default=0.03,
                         help="the expert aims this far below the cube's top face (into it: still moving when it touches)")
-    parser.add_argument("--start-jitter-rad", type=float, default=0.0,
+    parser.add_argument("--start-jitter-rad", type=float, default=0.3,
                         help="demonstrations start with every arm joint at home + a seeded draw in +-this")
     parser.add_argument("--demos", type=Path, default=None, help="reuse this molmoact2-demos output instead of recording")
     parser.add_argument("--out", type=Path, default=Path("artifacts/train_demo"), help="output directory (replaced)")
