@@ -118,6 +118,35 @@ def bag_episodes(bag: Path) -> dict:
     return {"topics": sorted(topics), "episodes": {str(k): v for k, v in sorted(episodes.items())}, "drivers": drivers}
 
 
+EXPERT_DEFAULTS = {"detour_rad": 0.0, "approach_height_m": 0.06, "expert_mode": "plan", "press_depth_m": 0.0,
+                   "start_jitter_rad": 0.0}
+
+
+def add_expert_arguments(parser: argparse.ArgumentParser, **defaults) -> None:
+    """The scripted expert's and the start pose's options (``EXPERT_DEFAULTS``, overridden by
+    ``defaults``), shared by molmoact2-demos and molmoact2-train-demo, which forwards them."""
+    d = {**EXPERT_DEFAULTS, **defaults}
+    parser.add_argument("--detour-rad", type=float, default=d["detour_rad"],
+                        help="the expert goes first through a seeded random via pose, every arm joint within +-this: "
+                             "states off the straight path, whose way to the goal only the images tell (0 = straight)")
+    parser.add_argument("--approach-height-m", type=float, default=d["approach_height_m"],
+                        help="the expert stops this far above the goal before going down onto it (0 = straight onto it)")
+    parser.add_argument("--expert-mode", default=d["expert_mode"], choices=("plan", "servo"),
+                        help="plan: one min-jerk plan per episode; servo: every chunk from the current command towards "
+                             "the goal (a function of where the arm is, no stop on the way)")
+    parser.add_argument("--press-depth-m", type=float, default=d["press_depth_m"],
+                        help="the expert aims this far below the cube's top face (into it: still moving when it touches)")
+    parser.add_argument("--start-jitter-rad", type=float, default=d["start_jitter_rad"],
+                        help="each episode starts with every arm joint at home + a seeded draw in +-this")
+
+
+def expert_argv(args: argparse.Namespace) -> list[str]:
+    """``add_expert_arguments``' options as molmoact2-demos takes them."""
+    return ["--detour-rad", str(args.detour_rad), "--approach-height-m", str(args.approach_height_m),
+            "--expert-mode", args.expert_mode, "--press-depth-m", str(args.press_depth_m),
+            "--start-jitter-rad", str(args.start_jitter_rad)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--robot", default="so101", choices=sorted(DEFAULT_TASK), help="embodiment (default so101)")
@@ -130,17 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-height", type=int, default=120)
     parser.add_argument("--real-time-factor", type=float, default=0.25,
                         help="simulated seconds per wall second (CPU rendering at 30 fps needs < 1)")
-    parser.add_argument("--detour-rad", type=float, default=0.0,
-                        help="the expert goes first through a seeded random via pose, every arm joint within +-this")
-    parser.add_argument("--approach-height-m", type=float, default=0.06,
-                        help="the expert stops this far above the goal before going down onto it (0 = straight onto it)")
-    parser.add_argument("--expert-mode", default="plan", choices=("plan", "servo"),
-                        help="plan: one min-jerk plan per episode; servo: every chunk from the current command towards "
-                             "the goal (a function of where the arm is)")
-    parser.add_argument("--press-depth-m", type=float, default=0.0,
-                        help="the expert aims this far below the cube's top face (into it: still moving when it touches)")
-    parser.add_argument("--start-jitter-rad", type=float, default=0.0,
-                        help="each episode starts with every arm joint at home + a seeded draw in +-this")
+    add_expert_arguments(parser)
     parser.add_argument("--wall-timeout-s", type=float, default=0.0, help="give up after this long (0 = 60 s per episode + 60)")
     args = parser.parse_args(argv)
     if args.episodes < 1:

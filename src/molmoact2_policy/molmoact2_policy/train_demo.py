@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from .demos import DEFAULT_TASK
+from .demos import DEFAULT_TASK, add_expert_arguments, expert_argv
 
 LOSS_LINE = re.compile(r"\bstep:(\S+)\s.*?\bloss:([-+0-9.eE]+)")
 PKGS = ("lerobot", "torch", "transformers", "mujoco")
@@ -188,19 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-width", type=int, default=160)
     parser.add_argument("--camera-height", type=int, default=120)
     parser.add_argument("--real-time-factor", type=float, default=0.5, help="demonstrations: simulated s per wall s")
-    parser.add_argument("--detour-rad", type=float, default=0.0,
-                        help="demonstrations go first through a seeded random via pose, every arm joint within +-this: "
-                             "states off the straight path, whose way to the goal only the images tell (0 = straight, "
-                             "the committed fine-tune's recipe)")
-    parser.add_argument("--approach-height-m", type=float, default=0.0,
-                        help="demonstrations stop this far above the cube before going down onto it (0 = straight onto it)")
-    parser.add_argument("--expert-mode", default="servo", choices=("plan", "servo"),
-                        help="demonstrations: plan = one min-jerk plan per episode; servo = every chunk from the current "
-                             "command towards the goal (a function of where the arm is, no stop on the way)")
-    parser.add_argument("--press-depth-m", type=float, default=0.03,
-                        help="the expert aims this far below the cube's top face (into it: still moving when it touches)")
-    parser.add_argument("--start-jitter-rad", type=float, default=0.3,
-                        help="demonstrations start with every arm joint at home + a seeded draw in +-this")
+    # demonstrations: the committed fine-tune's recipe (models/so101_touch_cube)
+    add_expert_arguments(parser, approach_height_m=0.0, expert_mode="servo", press_depth_m=0.03, start_jitter_rad=0.3)
     parser.add_argument("--demos", type=Path, default=None, help="reuse this molmoact2-demos output instead of recording")
     parser.add_argument("--out", type=Path, default=Path("artifacts/train_demo"), help="output directory (replaced)")
     parser.add_argument("--checkpoint-cache", type=Path, default=Path("checkpoints"), help="where base checkpoints are built once")
@@ -236,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "molmoact2_policy.demos", "--robot", args.robot, "--episodes", str(args.episodes),
                "--seed", str(args.seed), "--out", str(demos), "--camera-width", str(args.camera_width),
                "--camera-height", str(args.camera_height), "--real-time-factor", str(args.real_time_factor),
-               "--detour-rad", str(args.detour_rad), "--approach-height-m", str(args.approach_height_m),
-               "--expert-mode", args.expert_mode, "--start-jitter-rad", str(args.start_jitter_rad),
-               "--press-depth-m", str(args.press_depth_m)]
+               *expert_argv(args)]
         print(f"[train-demo] 1/3 demonstrations: {' '.join(cmd[1:])}", flush=True)
         code = subprocess.call(cmd, env=env)
         if code != 0 and not (demos / "bag").exists():
