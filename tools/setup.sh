@@ -40,11 +40,27 @@ req_files=()
 for r in "${reqs[@]}"; do req_files+=("$root/requirements/$r.txt"); done
 fingerprint="$(cat "${req_files[@]}" "$root/tools/setup.sh" "$root/tools/fix_ros_wheel_cmake.py" | sha256sum | cut -c1-16)"
 stamp="$venv/.molmoact2-setup-$fingerprint"
+# what a full venv of either distro shares (all but the ROS wheels)
+shared_fingerprint="$(cat "$root/requirements/base.txt" "$root/requirements/drivers.txt" "$root/requirements/model.txt" \
+  | sha256sum | cut -c1-16)"
 
 if [ ! -f "$stamp" ]; then
   py="$(find_python312)"
   echo "setup: creating $venv with $py ($distro, $profile)"
-  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    "$py" -m venv "$venv"
+    # The other distro's full venv, set up from the same non-ROS requirements, lends its model
+    # stack as hard links (tools/seed_venv.py): one copy of torch on disk, not two.
+    if [ "$profile" = full ]; then
+      for other in jazzy kilted; do
+        donor="$root/.venv-$other"
+        if [ "$other" != "$distro" ] && [ -f "$donor/.molmoact2-shared-$shared_fingerprint" ]; then
+          "$venv/bin/python" "$root/tools/seed_venv.py" "$donor" "$venv"
+          break
+        fi
+      done
+    fi
+  fi
   pip_args=()
   for f in "${req_files[@]}"; do pip_args+=(-r "$f"); done
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_args[@]}" 2>&1 \
@@ -57,8 +73,9 @@ if [ ! -f "$stamp" ]; then
   fi
   "$venv/bin/python" -m pip check >/dev/null || { "$venv/bin/python" -m pip check; exit 1; }
   "$venv/bin/python" "$root/tools/fix_ros_wheel_cmake.py"
-  rm -f "$venv"/.molmoact2-setup-*
+  rm -f "$venv"/.molmoact2-setup-* "$venv"/.molmoact2-shared-*
   touch "$stamp"
+  [ "$profile" = full ] && touch "$venv/.molmoact2-shared-$shared_fingerprint"
 else
   echo "setup: $venv is up to date"
 fi
