@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--faults-each", type=int, default=10, help="times each fault is injected")
+    ap.add_argument("--faults", default=",".join(FAULTS),
+                    help=f"comma-separated kinds to inject, in turn (default all: {','.join(FAULTS)})")
     ap.add_argument("--checkpoint", type=Path, default=Path("models/so101_touch_cube"))
     ap.add_argument("--backend", default="lerobot", choices=("lerobot", "hf"))
     ap.add_argument("--real-time-factor", type=float, default=0.5)
@@ -197,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hold-window-s", type=float, default=4.0, help="how long a fault is left before its recovery")
     ap.add_argument("--out", type=Path, default=Path("artifacts/endurance"))
     a = ap.parse_args(argv)
+    kinds = tuple(k.strip() for k in a.faults.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in FAULTS]
+    if unknown or not kinds:
+        ap.error(f"--faults: unknown kind(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FAULTS)}")
 
     import shutil
 
@@ -245,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         manager.start_arms(lifecycle)
         t0 = time.monotonic()
         t_end = t0 + a.minutes * 60.0
-        schedule = sorted((t0 + (i + 0.5) * (t_end - t0) / (a.faults_each * len(FAULTS)), FAULTS[i % len(FAULTS)])
-                          for i in range(a.faults_each * len(FAULTS)))
+        schedule = sorted((t0 + (i + 0.5) * (t_end - t0) / (a.faults_each * len(kinds)), kinds[i % len(kinds)])
+                          for i in range(a.faults_each * len(kinds)))
         next_sample, last_chunks, last_cmds, last_t = t0 + a.sample_s, op.chunks, op.n_commands, t0
         n_cmds = 0
 

@@ -235,6 +235,41 @@ def test_duplicate_or_reordered_chunks_are_refused():
     assert d.on_chunk(chunk(np.zeros((30, 6)), stamp=0.0, seq=5), 0.0).success
     res = d.on_chunk(chunk(np.zeros((30, 6)), stamp=0.0, seq=4), 0.01)
     assert not res.success and "order" in res.message
+    res = d.on_chunk(chunk(np.zeros((30, 6)), stamp=0.0, seq=5), 0.02)  # the same chunk twice
+    assert not res.success and "order" in res.message
+
+
+def test_chunks_of_one_observation_count_up_by_sequence():
+    d, b = make_driver()  # a slow camera: several chunks from one frame, fresher joint states
+    for seq in (1, 2, 3):
+        assert d.on_chunk(chunk(np.zeros((30, 6)), stamp=0.5, seq=seq), 0.5 + 0.05 * seq).success
+
+
+def test_a_chunk_of_an_older_observation_is_refused_whatever_its_sequence():
+    d, b = make_driver()
+    assert d.on_chunk(chunk(np.zeros((30, 6)), stamp=1.0, seq=5), 1.0).success
+    res = d.on_chunk(chunk(np.zeros((30, 6)), stamp=0.9, seq=6), 1.01)
+    assert not res.success and "order" in res.message and "0.900" in res.message
+
+
+def test_a_restarted_policy_numbering_from_one_is_taken_at_its_first_chunk_and_after():
+    d, b = make_driver()
+    # the endurance soak's policy reached 670 before it was killed
+    assert d.on_chunk(chunk(np.zeros((30, 6)), stamp=53.0, seq=669), 53.1).success
+    assert d.on_chunk(chunk(np.zeros((30, 6)), stamp=53.5, seq=670), 53.6).success
+    # the restarted process: newer frames, sequences from 1, two chunks per frame
+    for stamp, seq in ((65.5, 1), (65.5, 2), (66.0, 3), (66.0, 4)):
+        res = d.on_chunk(chunk(np.zeros((30, 6)), stamp=stamp, seq=seq), stamp + 0.05)
+        assert res.success, res.message
+    assert d.counters.chunks_refused == 0
+
+
+def test_a_clock_that_jumps_back_forgets_the_old_clocks_chunk_order():
+    d, b = make_driver()
+    assert d.on_chunk(chunk(np.zeros((30, 6)), stamp=100.0, seq=40), 100.0).success
+    # the simulator restarted: /clock from zero again, the policy's stamps with it
+    res = d.on_chunk(chunk(np.zeros((30, 6)), stamp=0.5, seq=1), 0.6)
+    assert res.success, res.message
 
 
 def test_disable_torque_is_explicit_and_warns_that_the_arm_drops():

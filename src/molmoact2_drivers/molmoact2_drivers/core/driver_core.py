@@ -305,8 +305,9 @@ class DriverCore:
             c.refusals_nonfinite += 1
             rows, cols = np.nonzero(~np.isfinite(table))
             return False, f"NaN/inf targets (step {int(rows[0])}, joint {names[int(cols[0])]})"
-        if chunk.sequence and chunk.sequence <= self._last_sequence and chunk.stamp <= self._last_stamp:
-            return False, f"duplicate or out of order (sequence {chunk.sequence} after {self._last_sequence})"
+        if chunk.sequence and self._stale(chunk):
+            return False, (f"duplicate or out of order (sequence {chunk.sequence} stamped {chunk.stamp:.3f} s, "
+                           f"after sequence {self._last_sequence} stamped {self._last_stamp:.3f} s)")
         if self.actuation_enabled and not self.operator_started:
             return False, "waiting for the operator's start"
         if self.config.heartbeat_timeout_s > 0 and self._heartbeat_lost:
@@ -322,8 +323,10 @@ class DriverCore:
         c.steps_dropped_late += res.steps_dropped_late
         if not res.accepted:
             return False, res.reason
-        self._last_sequence = max(self._last_sequence, int(chunk.sequence))
-        self._last_stamp = max(self._last_stamp, chunk.stamp)
+        if chunk.stamp > self._last_stamp:  # a newer observation: its producer's numbering is the reference
+            self._last_sequence, self._last_stamp = int(chunk.sequence), chunk.stamp
+        else:
+            self._last_sequence = max(self._last_sequence, int(chunk.sequence))
         self._last_chunk_time = now
         self.hold_target = None  # a run-out target of an older chunk never outlives a new one
         if arming:
@@ -670,11 +673,27 @@ class DriverCore:
         if self.frozen is None and self.last_command is not None:
             self.frozen = self.last_command.copy()
 
+    def _stale(self, chunk: ChunkInput) -> bool:
+        """Ordered by observation first, then by sequence among chunks of one observation.
+
+        A chunk from an older observation than the newest accepted one is stale whatever its
+        sequence; chunks of the same observation (a slow camera, fresh joint states) must count
+        up. A restarted policy numbers its chunks from 1 again: its newer observations are taken.
+        """
+        if chunk.stamp != self._last_stamp:
+            return chunk.stamp < self._last_stamp
+        return chunk.sequence <= self._last_sequence
+
+    def _forget_chunk_order(self) -> None:
+        self._last_sequence, self._last_stamp = 0, -np.inf
+
     def _monotone(self, now: float) -> float:
         """``now`` never behind the newest reading seen by less than the race tolerance (see config)."""
         newest = self._newest_now
         if newest is not None and newest - self.config.clock_race_tolerance_s <= now < newest:
             return newest
+        if newest is not None and now < newest:
+            self._forget_chunk_order()  # stamps of the old clock say nothing about the new one's
         self._newest_now = now  # newer, or a real jump back: the new clock is the reference
         return now
 
