@@ -161,6 +161,28 @@ def test_runtime_stale_observation_is_refused_naming_the_camera(think_backend):
 
 
 @pytest.mark.model
+def test_runtime_status_names_why_no_chunk_comes_and_the_next_chunk_clears_it(think_backend):
+    sink = Sink()
+    rt, io = _runtime(think_backend, sink, episode_gap_s=0.0)
+    rt.start_thread()
+    try:
+        rt.set_instruction("fold")
+        rt.activate()
+        rt.offer_observation(_obs(io, 1, stale=[False, False, True]))
+        assert sink.wait(lambda: rt.message.startswith("observation refused") and "right" in rt.message)
+        assert rt.state == "running" and not sink.chunks
+        rt.offer_observation(_obs(io, 2))
+        assert sink.wait(lambda: sink.chunks and rt.message == "")
+        rt.clock["t"] += 3.0  # the camera pipeline stopped: nothing offered for 3 s
+        assert sink.wait(lambda: rt.message.startswith("no observation for 3.0 s"), timeout=5)
+        assert sink.states[-1][1] == rt.message  # published, not only set
+        rt.offer_observation(_obs(io, 3))
+        assert sink.wait(lambda: len(sink.chunks) == 2 and rt.message == "")
+    finally:
+        rt.shutdown()
+
+
+@pytest.mark.model
 def test_runtime_on_demand_mode_infers_only_when_a_chunk_is_requested(think_backend):
     sink = Sink()
     rt, io = _runtime(think_backend, sink, rate_mode="on_demand")

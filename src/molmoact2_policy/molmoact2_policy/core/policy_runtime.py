@@ -20,7 +20,9 @@ observation and the delay estimated from capture -> publish latencies; a new epi
 Failures never publish: a stale observation is refused by name (the sink's ``warn`` names the camera
 or the joint-state source: one arm's driver that died, or lags the other arm's), NaN/inf
 in a chunk puts the status in error, and backend failures (a remote server down or slow) are retried
-with exponential backoff; the loop never gets stuck.
+with exponential backoff; the loop never gets stuck. While running, the status message says why no
+chunk comes: the newest refusal, or no observation for longer than ``SILENCE_NOTE_S`` (a camera
+pipeline that stopped); the next published chunk clears it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ import numpy as np
 from .backends.base import BackendError, BackendUnavailable, NonFiniteActions, PolicyBackend, PolicyRequest
 from .policy_io import PolicyIO, PolicyIOError
 from .rtc import CHUNK_MODES, RtcPlanner, RtcSettings
+
+# seconds without an observation (wall) before the status says so; and the most often the status
+# message is rewritten for a new age while refusals go on (the cause stays named, the traffic small)
+SILENCE_NOTE_S = 0.5
+NOTE_PERIOD_S = 0.5
 
 RATE_MODES = ("max", "fixed", "on_demand")
 
@@ -168,6 +175,7 @@ class PolicyRuntime:
         self._cv = threading.Condition()
         self._slot: ObservationInput | None = None
         self._last_obs_mono: float | None = None
+        self._noted_at: float | None = None  # monotonic() of the last "why no chunk" status note
         self._demand = 0
         self._active = False
         self._episode = 0
@@ -310,6 +318,7 @@ class PolicyRuntime:
                 self._worker_idle = True
                 self._cv.wait(0.2)
                 self._worker_idle = False
+                self._note_silence_locked()
             obs = self._slot
             self._slot = None
             if self.config.rate_mode == "on_demand":
@@ -319,41 +328,60 @@ class PolicyRuntime:
                 self.backend.reset()
             return obs, self._episode, self.instruction
 
+    def _note(self, message: str) -> None:
+        """Say in the running status why no chunk comes; an error's message is never overwritten."""
+        now = self.monotonic()
+        if self.state != RUNNING or message == self.message:
+            return
+        if self.message and self._noted_at is not None and now - self._noted_at < NOTE_PERIOD_S:
+            return
+        self._noted_at = now
+        self._set_state(RUNNING, message)
+
+    def _note_silence_locked(self) -> None:
+        last = self._last_obs_mono
+        if not (self._active and self.instruction) or last is None:
+            return
+        silent = self.monotonic() - last
+        if silent > SILENCE_NOTE_S:
+            self._note(f"no observation for {silent:.1f} s (camera ingestion stopped?): no chunk; "
+                       "the arm holds when its chunk runs out")
+
+    def _refuse(self, message: str) -> bool:
+        self.sink.warn("stale", message)
+        self._note(message)
+        return False
+
     def _fresh(self, obs: ObservationInput) -> bool:
         stale = [c for c, s in zip(obs.camera_names, obs.camera_stale) if s]
         if stale:
-            self.sink.warn("stale", f"observation refused: camera(s) {', '.join(stale)} stale")
-            return False
+            return self._refuse(f"observation refused: camera(s) {', '.join(stale)} stale")
         stale = [j for j, s in zip(obs.joint_sources, obs.joint_source_stale) if s]
         if stale:
-            self.sink.warn("stale", f"observation refused: joint state of {', '.join(stale)} stale")
-            return False
+            return self._refuse(f"observation refused: joint state of {', '.join(stale)} stale")
         now = None
         if self.config.max_age_s > 0:
             now = self.now_ns()
             for cam, stamp in zip(obs.camera_names, obs.capture_stamps_ns):
                 age = (now - int(stamp)) * 1e-9
                 if age > self.config.max_age_s:
-                    self.sink.warn("stale", f"observation refused: camera '{cam}' frame is {age:.3f} s old "
-                                   f"(max_age_s {self.config.max_age_s:g})")
-                    return False
+                    return self._refuse(f"observation refused: camera '{cam}' frame is {age:.3f} s old "
+                                        f"(max_age_s {self.config.max_age_s:g})")
         sources = list(zip(obs.joint_sources, (int(s) for s in obs.joint_source_stamps_ns)))
         if self.config.joint_state_max_age_s > 0 and sources:
             now = self.now_ns() if now is None else now
             for src, stamp in sources:
                 age = (now - stamp) * 1e-9
                 if age > self.config.joint_state_max_age_s:
-                    self.sink.warn("stale", f"observation refused: joint state of '{src}' is {age:.3f} s old "
-                                   f"(joint_state_max_age_s {self.config.joint_state_max_age_s:g})")
-                    return False
+                    return self._refuse(f"observation refused: joint state of '{src}' is {age:.3f} s old "
+                                        f"(joint_state_max_age_s {self.config.joint_state_max_age_s:g})")
         if self.config.joint_state_max_skew_s > 0 and len(sources) > 1:
             newest_src, newest = max(sources, key=lambda s: s[1])
             for src, stamp in sources:
                 skew = (newest - stamp) * 1e-9
                 if skew > self.config.joint_state_max_skew_s:
-                    self.sink.warn("stale", f"observation refused: joint state of '{src}' is {skew:.3f} s behind "
-                                   f"'{newest_src}' (joint_state_max_skew_s {self.config.joint_state_max_skew_s:g})")
-                    return False
+                    return self._refuse(f"observation refused: joint state of '{src}' is {skew:.3f} s behind "
+                                        f"'{newest_src}' (joint_state_max_skew_s {self.config.joint_state_max_skew_s:g})")
         return True
 
     def _loop(self) -> None:
