@@ -74,9 +74,11 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
     next_start, k_chunk, switches = 0.0, 0, []
     commands, seq_seen, held = [], 0, 0
     w = max(1, int(np.ceil(io.dt / servo_dt)))  # servo ticks per control period
-    shadows: list[tuple[int, ChunkExecutor, list[np.ndarray]]] = []  # (switch index, executor without it, its commands)
+    shadows: dict[int, list[np.ndarray]] = {}  # switch's tick index -> the counterfactual's commands from it
+    shadowing: list[tuple[ChunkExecutor, list[np.ndarray]]] = []  # counterfactuals still short of w ticks
     for tick in range(int(args.seconds * args.servo_hz) + 1):
         t = tick * servo_dt
+        command_before = command  # what a counterfactual holds before its first target
         if not pending and t >= next_start - 1e-9:
             stamp_ns = int(round(t * 1e9))
             state_wire = [command[index[j]] if j in index else 0.0 for j in io.state_joints]
@@ -93,7 +95,8 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
             without = copy.deepcopy(ex)  # the counterfactual: the same executor, never given this chunk
             res = ex.submit(Chunk(stamp, io.dt, wire, k_chunk), t, command)
             if res.accepted and ex.running:
-                shadows.append((len(commands), without, []))
+                shadows[len(commands)] = []
+                shadowing.append((without, shadows[len(commands)]))
             if planner is not None and res.accepted:
                 kept = model[:execute_steps] if execute_steps else model
                 planner.record(1, int(round(stamp * 1e9)), kept, io.dt, arrival - stamp)
@@ -103,11 +106,10 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
             command = out.target
         if not ex.running:
             held += 1
-        for start, without, cf in shadows:
-            if len(cf) < w and len(commands) >= start:
-                prev = cf[-1] if cf else (commands[start - 1] if start else command)
-                o = without.target(t)
-                cf.append(prev.copy() if o.target is None else o.target)
+        for without, cf in shadowing:
+            o = without.target(t)
+            cf.append((cf[-1] if cf else command_before).copy() if o.target is None else o.target)
+        shadowing = [(without, cf) for without, cf in shadowing if len(cf) < w]
         if out.active_sequence and out.active_sequence != seq_seen:
             if seq_seen:
                 switches.append(len(commands))
@@ -122,9 +124,8 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
     pos_jumps = [dq[i - 1:i - 1 + w].max() for i in switches if i >= 1 and i - 1 + w <= len(dq)]
     vel_jumps = [dv[i - 2:i - 2 + w].max() for i in switches if i >= 2 and i - 2 + w <= len(dv)]
     excess = []
-    by_start = {start: cf for start, _, cf in shadows}
     for i in switches:
-        cf = by_start.get(i)
+        cf = shadows.get(i)
         if cf is None or i < 1 or i + len(cf) > len(q):
             continue
         e = np.vstack([np.zeros((1, q.shape[1])), q[i:i + len(cf)] - np.asarray(cf)])
@@ -207,12 +208,10 @@ def main() -> int:
         print()
         for delay in delays:
             rtc, cf = table[("rtc", delay)], table[("crossfade", delay)]
-            if len(rtc["pos"]) and len(cf["pos"]):
-                ratio = np.percentile(rtc["pos"], 99) / max(np.percentile(cf["pos"], 99), 1e-12)
-                print(f"  delay {delay * 1e3:.0f} ms: RTC p99 position jump / crossfade's = {ratio:.3f} (target <= 0.333 at 300 ms)")
-            if len(rtc["excess"]) and len(cf["excess"]):
-                ratio = np.percentile(rtc["excess"], 99) / max(np.percentile(cf["excess"], 99), 1e-12)
-                print(f"  delay {delay * 1e3:.0f} ms: RTC p99 excess jump / crossfade's = {ratio:.3f}")
+            for key, label, note in (("pos", "position", " (target <= 0.333 at 300 ms)"), ("excess", "excess", "")):
+                if len(rtc[key]) and len(cf[key]):
+                    ratio = np.percentile(rtc[key], 99) / max(np.percentile(cf[key], 99), 1e-12)
+                    print(f"  delay {delay * 1e3:.0f} ms: RTC p99 {label} jump / crossfade's = {ratio:.3f}{note}")
     return 0
 
 
