@@ -213,6 +213,65 @@ def test_estop_reset_reanchors_to_the_measured_position():
     np.testing.assert_allclose(d.tick(t, t).command, pushed, atol=1e-12)
 
 
+def test_clear_faults_never_clears_a_latched_estop_and_the_command_never_moves():
+    """The simulator's episode reset clears faults between episodes; an e-stop it must leave to the
+    operator: refused, still latched, chunks still refused, the held command unchanged."""
+    d, b, t = phase_executing()
+    d.on_estop(t)
+    held, t = commands(d, t, t + 0.2)
+    result = d.clear_faults()
+    assert not result.success and "e-stop latched" in result.message
+    assert d.estop_latched and d.state == DriverState.ESTOPPED
+    assert not d.on_chunk(chunk(np.zeros((30, 6)), stamp=t, seq=5), t).success
+    assert not d.start().success
+    cmds, t = commands(d, t, t + 1.0)
+    np.testing.assert_array_equal(cmds, np.repeat(held[-1:], len(cmds), axis=0))
+    # only the operator's reset clears it
+    assert d.reset().success and not d.estop_latched and d.state == DriverState.HOLDING
+
+
+def test_clear_faults_on_an_estop_over_an_error_keeps_both_held():
+    d, b, t = phase_executing()
+    b.fail_reason = "motor 3 overheat"
+    t = run(d, t, t + 0.1)
+    d.on_estop(t)
+    b.fail_reason = None
+    held, t = commands(d, t, t + 0.2)
+    assert not d.clear_faults().success
+    assert d.estop_latched and d.error
+    cmds, t = commands(d, t, t + 0.5)
+    np.testing.assert_array_equal(cmds, np.repeat(held[-1:], len(cmds), axis=0))
+
+
+def test_clear_faults_leaves_an_error_where_the_arm_really_is():
+    d, b, t = phase_executing()
+    b.fail_reason = "motor 3 overheat"
+    t = run(d, t, t + 0.1)
+    assert d.state == DriverState.ERROR
+    sagged = b.position + np.array([0.0, -0.4, 0.3, 0.0, 0.0, 0.0])
+    b.position = sagged.copy()
+    b.fail_reason = None
+    result = d.clear_faults()
+    assert result.success and "clear_faults" in result.message and "e-stop" not in result.message
+    assert d.state == DriverState.HOLDING and not d.error
+    np.testing.assert_allclose(d.tick(t, t).command, sagged, atol=1e-12)
+
+
+def test_clear_faults_after_a_teleported_home_holds_the_new_pose():
+    """The sim's episode reset: the arm jumps home, the driver faults on the jump (or is holding),
+    and clear_faults re-anchors where the arm now is, never pulling it back."""
+    d, b, t = phase_holding()
+    home = np.zeros(6)
+    b.position = home.copy()
+    t = run(d, t, t + 0.05)
+    assert d.state == DriverState.ERROR and "tracking error" in d.error
+    assert d.clear_faults().success
+    cmds, t = commands(d, t, t + 0.3)
+    # the arm joints hold home; the gripper (exempt from tracking) is where the arm has it now
+    np.testing.assert_allclose(cmds[:, :5], np.zeros((len(cmds), 5)), atol=1e-12)
+    np.testing.assert_allclose(cmds, np.repeat(b.position[None], len(cmds), axis=0), atol=1e-12)
+
+
 def test_step_is_limited_relative_to_the_measured_position():
     d, _ = make_driver()
     s = d.safety

@@ -477,6 +477,21 @@ class DriverCore:
         return reading
 
     def reset(self) -> ServiceResult:
+        """The operator's reset: clears a latched e-stop and errors, holds where the arm is."""
+        with self.lock:
+            return self._reset(clear_estop=True)
+
+    def clear_faults(self) -> ServiceResult:
+        """Reset for automation (the simulator's episode reset): like ``reset`` but never clears an
+        e-stop. While one is latched it is refused and nothing changes: only a person's ``reset``
+        may re-arm an e-stopped arm, whatever runs episodes back to back."""
+        with self.lock:
+            if self.estop_latched:
+                return ServiceResult(False, self._event("clear_faults refused: e-stop latched, still holding "
+                                                        "(only ~/reset clears an e-stop)"))
+            return self._reset(clear_estop=False)
+
+    def _reset(self, clear_estop: bool) -> ServiceResult:
         with self.lock:
             reconnected = False
             try:
@@ -495,7 +510,8 @@ class DriverCore:
                 except BackendError as exc:
                     self._fault(str(exc))
                     return ServiceResult(False, f"reset failed: {exc} (before reconnecting: {first})")
-            self.estop_latched = False
+            if clear_estop:
+                self.estop_latched = False
             self.error = ""
             self.operator_started = not self.require_start
             self.executor.clear()
@@ -506,7 +522,8 @@ class DriverCore:
             self.hold_target = None
             self.frozen = None
             self.state = DriverState.HOLDING
-            return ServiceResult(True, self._event("reset: e-stop and errors cleared, "
+            return ServiceResult(True, self._event(("reset: e-stop and errors cleared, " if clear_estop
+                                                    else "clear_faults: errors cleared, ")
                                                    + ("backend reconnected, " if reconnected else "") + "holding"
                                                    + (" (call start to move)" if self.require_start else "")))
 

@@ -13,7 +13,9 @@ Topics (relative names: remap or namespace per arm):
               latched), commanded_joint_states (what was sent, or in shadow mode would have been)
 Services (std_srvs/Trigger, private): ~/start, ~/stop, ~/enable (actuation on), ~/disable
 (actuation off: shadow mode, torque stays on), ~/disable_torque (explicit; warns: arms without
-brakes drop), ~/reset (clears the e-stop latch and errors).
+brakes drop), ~/reset (the operator's: clears the e-stop latch and errors), ~/clear_faults (for
+automation such as the simulator's episode reset: clears errors and holds where the arm is, but
+is refused while an e-stop is latched, which only ~/reset clears).
 
 The servo loop runs on wall time (by default a dedicated thread ticking at absolute deadlines on
 the monotonic clock, decoupled from the executor's callbacks; ``servo_loop:=timer`` uses an rclpy
@@ -111,7 +113,8 @@ class DriverNode(StackLifecycleNode):
         self.create_subscription(Bool, "estop", self._on_estop, qos.ESTOP)
         self.create_subscription(JointState, "teleop_target", self._on_teleop_target, qos.JOINT_STATE)
         for name, fn in (("start", "start"), ("stop", "stop"), ("enable", "enable"), ("disable", "disable"),
-                         ("disable_torque", "disable_torque"), ("reset", "reset")):
+                         ("disable_torque", "disable_torque"), ("reset", "reset"),
+                         ("clear_faults", "clear_faults")):
             self.create_service(Trigger, f"~/{name}", self._service(fn))
         self._peer_positions: dict[str, float] = {}
         self._peer_received: float | None = None  # time.monotonic() of the newest peer command

@@ -28,7 +28,8 @@ k uses seed ``task_seed + k``) and success is detected from the simulator's stat
   service     ~/reset_episode (std_srvs/Trigger): every arm to its home pose at rest, the scene
               re-randomised with the next seed, the next episode published; arm commands are ignored
               (the arms hold home) until each service of reset_services (std_srvs/Trigger: the
-              drivers' ~/reset, so they hold where the arm now is; the policy's ~/reset) has answered
+              drivers' ~/clear_faults, so they hold where the arm now is but an e-stop stays
+              latched; the policy's ~/reset) has answered
 
 Pacing: the physics advances with wall time times ``real_time_factor`` on a steady timer, and it
 never steps past a camera frame that is due before rendering it, so cameras render at exactly
@@ -112,7 +113,7 @@ PARAMS = [
               "+-this, from the episode's seed (0 = at home)", non_negative, ">= 0"),
     ParamSpec("instruction_topic", str, "", "publish the task's instruction here (std_msgs/String, latched); '' = not"),
     ParamSpec("reset_services", "str[]", [], "std_srvs/Trigger services ~/reset_episode calls after homing the arms "
-              "(the drivers' ~/reset, the policy's ~/reset)"),
+              "(the drivers' ~/clear_faults, the policy's ~/reset)"),
     ParamSpec("reset_timeout_s", float, 5.0, "wall seconds ~/reset_episode waits for reset_services before resuming", positive, "> 0"),
     ParamSpec("lockstep", bool, False, "hold simulated time at the newest chunk's stamp + lockstep_latency_s until the next chunk"),
     ParamSpec("lockstep_chunk_topic", str, "action_chunk", "lockstep: the policy's ActionChunk topic"),
