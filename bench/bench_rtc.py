@@ -13,7 +13,8 @@ uniform 0..``--jitter-ms`` later (injected: the model's own compute time on this
 counted, so every mode sees the same timing; the jitter keeps arrivals off the step times). Every mode uses the same chunks' seeds. ``replace``/``crossfade``/``ensemble``
 are the driver's blending modes on independent chunks; ``rtc`` is the policy's real-time chunking
 (``core.rtc.RtcPlanner``: the published chunk's rest re-timed to the new observation, the delay
-from the measured latencies) executed with ``replace``.
+from the measured latencies) executed with ``replace``; ``rtc_blend`` is the same with the policy
+node's ``rtc.prefix_blend`` (the generated chunk blended onto the prefix with the guidance's weights).
 
 Printed per mode and delay, at every chunk switch (the servo ticks within one control period from
 the tick a chunk arrived): the jump in commanded position (the largest of those ticks' max over
@@ -41,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("replace", "crossfade", "ensemble", "rtc")
+MODES = ("replace", "crossfade", "ensemble", "rtc", "rtc_blend")
 
 
 def replayed_frames(emb, n: int, seed: int) -> list[list[np.ndarray]]:
@@ -60,10 +61,11 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
 
     servo_dt = 1.0 / args.servo_hz
     execute_steps = args.execute_steps if args.execute_steps >= 0 else int(emb.chunk.get("execute_steps", 0) or 0)
-    ex = ChunkExecutor(len(io.action_joints), "replace" if mode == "rtc" else mode, crossfade_s=args.crossfade_s,
+    ex = ChunkExecutor(len(io.action_joints), "replace" if mode.startswith("rtc") else mode, crossfade_s=args.crossfade_s,
                        ensemble_coeff=args.ensemble_coeff, execute_steps=execute_steps)
     planner = RtcPlanner(RtcSettings(execution_horizon=args.execution_horizon,
-                                     max_guidance_weight=args.max_guidance_weight)) if mode == "rtc" else None
+                                     max_guidance_weight=args.max_guidance_weight,
+                                     prefix_blend=mode == "rtc_blend")) if mode.startswith("rtc") else None
     limits = {}
     for arm in emb.arms:
         limits.update(arm.position_limits)
@@ -87,6 +89,8 @@ def run(mode: str, delay_s: float, args, backend, io, emb, frames) -> dict:
                                 instruction=args.instruction, norm_tag=io.norm_tag, camera_names=list(io.camera_order),
                                 seed=args.seed + k_chunk, num_steps=args.num_steps or None, rtc=rtc)
             model = backend.predict(req).actions
+            if planner is not None:
+                model = planner.shape(model, rtc)
             late = delay_s + jitter.uniform(0.0, args.jitter_ms * 1e-3)
             pending.append((t + late, t, io.actions_to_wire(model), model))
             k_chunk += 1
@@ -204,14 +208,16 @@ def main() -> int:
                   f"{p(r['pos'], 99):9.4f} {p(r['vel'], 50):9.3f} {p(r['vel'], 99):9.3f} {p(r['excess'], 50):9.4f} "
                   f"{p(r['excess'], 99):9.4f} {r['jerk_rms']:10.1f} "
                   f"{r['tick_p50']:9.4f} {r['held'] * 100:4.0f}%")
-    if "rtc" in modes and "crossfade" in modes:
+    for name, shown in (("rtc", "RTC"), ("rtc_blend", "RTC with prefix_blend")):
+        if name not in modes or "crossfade" not in modes:
+            continue
         print()
         for delay in delays:
-            rtc, cf = table[("rtc", delay)], table[("crossfade", delay)]
+            rtc, cf = table[(name, delay)], table[("crossfade", delay)]
             for key, label, note in (("pos", "position", " (target <= 0.333 at 300 ms)"), ("excess", "excess", "")):
                 if len(rtc[key]) and len(cf[key]):
                     ratio = np.percentile(rtc[key], 99) / max(np.percentile(cf[key], 99), 1e-12)
-                    print(f"  delay {delay * 1e3:.0f} ms: RTC p99 {label} jump / crossfade's = {ratio:.3f}{note}")
+                    print(f"  delay {delay * 1e3:.0f} ms: {shown} p99 {label} jump / crossfade's = {ratio:.3f}{note}")
     return 0
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from molmoact2_policy.core.rtc import DelayEstimator, RtcPlanner, RtcSettings, left_over
+from molmoact2_policy.core.backends.base import RtcInputs
+from molmoact2_policy.core.rtc import (DelayEstimator, RtcPlanner, RtcSettings, blend_onto_prefix, left_over,
+                                       prefix_weights)
 
 DT = 1 / 30
 NS = 1_000_000_000
@@ -79,3 +81,44 @@ def test_rtc_settings_refuse_bad_values_naming_them():
         RtcSettings(max_guidance_weight=0).validate()
     with pytest.raises(ValueError, match="execution_horizon"):
         RtcSettings(execution_horizon=0).validate()
+
+
+@pytest.mark.parametrize("schedule", ["LINEAR", "EXP", "ZEROS", "ONES"])
+@pytest.mark.parametrize("start,end,total", [(3, 10, 30), (0, 10, 30), (9, 20, 30), (10, 10, 30), (12, 8, 30), (5, 40, 30)])
+def test_prefix_weights_are_lerobots_rtc_schedules(schedule, start, end, total):
+    """The weights the blend uses are those LeRobot's guidance uses (compared with its own code)."""
+    torch = pytest.importorskip("torch")
+    rtc = pytest.importorskip("lerobot.policies.rtc.modeling_rtc")
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+
+    theirs = rtc.RTCProcessor(RTCConfig(prefix_attention_schedule=schedule)).get_prefix_weights(start, end, total)
+    assert isinstance(theirs, torch.Tensor)
+    np.testing.assert_allclose(prefix_weights(start, end, total, schedule), theirs.numpy(), atol=1e-6)
+
+
+def test_prefix_blend_makes_the_frozen_steps_the_prefix_and_joins_the_rest_by_the_guidance_weights():
+    rng = np.random.default_rng(3)
+    generated = rng.standard_normal((30, 6)).astype(np.float32)
+    prefix = generated[:22] + rng.normal(0, 0.05, (22, 6)).astype(np.float32)  # a guided chunk misses its prefix a little
+    rtc = RtcInputs(prev_chunk_left_over=prefix, inference_delay=9, execution_horizon=20)
+    out = blend_onto_prefix(generated, rtc)
+    assert out.shape == generated.shape and out.dtype == generated.dtype
+    np.testing.assert_array_equal(out[:9], prefix[:9])  # the frozen steps are the prefix exactly
+    np.testing.assert_array_equal(out[20:], generated[20:])  # beyond the horizon: the model's
+    w = np.linspace(1, 0, 13)[1:-1]  # LINEAR between the delay and the horizon
+    np.testing.assert_allclose(out[9:20], w[:, None] * prefix[9:20] + (1 - w[:, None]) * generated[9:20], atol=1e-6)
+    # a prefix shorter than the horizon cuts it (LeRobot's guidance does the same)
+    short = RtcInputs(prev_chunk_left_over=prefix[:12], inference_delay=9, execution_horizon=20)
+    out = blend_onto_prefix(generated, short)
+    np.testing.assert_array_equal(out[:9], prefix[:9])
+    np.testing.assert_array_equal(out[12:], generated[12:])
+
+
+def test_prefix_blend_is_off_unless_asked_and_refuses_a_prefix_of_other_joints():
+    generated = np.zeros((30, 6), np.float32)
+    rtc = RtcInputs(prev_chunk_left_over=np.ones((20, 6), np.float32), inference_delay=5, execution_horizon=10)
+    assert RtcPlanner(RtcSettings()).shape(generated, rtc) is generated
+    assert RtcPlanner(RtcSettings(prefix_blend=True)).shape(generated, None) is generated
+    np.testing.assert_array_equal(RtcPlanner(RtcSettings(prefix_blend=True)).shape(generated, rtc)[:5], 1.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        blend_onto_prefix(generated, RtcInputs(prev_chunk_left_over=np.ones((20, 7), np.float32), inference_delay=5))

@@ -226,16 +226,18 @@ def _wait(pred, timeout=30.0):
     return pred()
 
 
-@pytest.fixture()
-def rtc_runtime(hf_backend, so101):
+@pytest.fixture(params=[False], ids=["lerobot_rtc"])
+def rtc_runtime(request, hf_backend, so101):
     from molmoact2_policy.core.policy_runtime import ObservationInput, PolicyRuntime, RuntimeConfig
+    from molmoact2_policy.core.rtc import RtcSettings
 
     io, images = so101
     clock = {"ns": 50 * NS}
     gated = _GatedBackend(hf_backend)
     sink = _Sink()
     rt = PolicyRuntime(gated, io, RuntimeConfig(max_age_s=0.0, joint_state_max_age_s=0.0, episode_gap_s=0.0, seed=0,
-                                                chunk_mode="rtc"), sink, now_ns=lambda: clock["ns"])
+                                                chunk_mode="rtc", rtc=RtcSettings(prefix_blend=request.param)),
+                       sink, now_ns=lambda: clock["ns"])
     rt.set_instruction("pick up the cube")
     rt.activate()
     rt.start_thread()
@@ -266,6 +268,28 @@ def test_runtime_rtc_request_carries_the_published_chunks_rest_and_the_measured_
     # the new chunk continues the old one over the frozen steps (wire units: radians, gripper 0..1)
     second_wire = sink.chunks[1].positions
     assert np.abs(second_wire[:3] - first_wire[5:8]).max() < 0.01
+
+
+@pytest.mark.parametrize("rtc_runtime", [True], ids=["prefix_blend"], indirect=True)
+def test_runtime_prefix_blend_publishes_the_frozen_steps_as_the_published_chunk_exactly(rtc_runtime):
+    """rtc.prefix_blend: the real model's guided chunk, blended onto its prefix, continues the chunk
+    the arm is executing exactly over the frozen steps, and is the model's own beyond the horizon."""
+    rt, gated, sink, clock, offer, io = rtc_runtime
+    clock["ns"] = 50 * NS + int(0.1 * NS)
+    offer(50 * NS)
+    assert _wait(lambda: len(sink.chunks) == 1)
+    later = 50 * NS + int(round(5 * io.dt * NS))
+    clock["ns"] = later + int(0.1 * NS)
+    offer(later)
+    assert _wait(lambda: len(sink.chunks) == 2)
+    rtc = gated.requests[1].rtc
+    assert rtc.inference_delay == 3
+    first_wire, second_wire = sink.chunks[0].positions, sink.chunks[1].positions
+    np.testing.assert_allclose(second_wire[:3], first_wire[5:8], atol=1e-5)  # frozen: the old chunk, not ~0.01 off
+    generated = gated.backend.predict(gated.requests[1]).actions  # the same request again: the model's own chunk
+    beyond = min(rtc.execution_horizon, len(rtc.prev_chunk_left_over))
+    np.testing.assert_allclose(second_wire[beyond:], io.actions_to_wire(generated)[beyond:], atol=1e-5)
+    assert np.abs(io.actions_to_wire(generated)[:3] - first_wire[5:8]).max() > 1e-4  # the blend did something
 
 
 @pytest.mark.parametrize("how", ["reset", "deactivate"])

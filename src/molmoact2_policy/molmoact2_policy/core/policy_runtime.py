@@ -435,7 +435,8 @@ class PolicyRuntime:
         self._in_model.set()
         result = self.backend.predict(request)
         t2 = time.perf_counter()
-        positions = self.io.actions_to_wire(result.actions)
+        actions = self.rtc.shape(result.actions, rtc) if self.rtc is not None else result.actions
+        positions = self.io.actions_to_wire(actions)
         if not np.isfinite(positions).all():  # NaN/inf in the prediction carry through the conversion
             result.check_finite()  # names how many the model produced
             raise NonFiniteActions("converted chunk holds NaN/inf")
@@ -457,7 +458,7 @@ class PolicyRuntime:
             )
             self.sink.chunk(out)
             if self.rtc is not None:  # what the arm executes next; latency = capture -> published
-                executed = result.actions[: self.config.execute_steps] if self.config.execute_steps else result.actions
+                executed = actions[: self.config.execute_steps] if self.config.execute_steps else actions
                 self.rtc.record(episode, obs.stamp_ns, executed, self.io.dt, (self.now_ns() - obs.stamp_ns) * 1e-9)
             self.last_rtc = rtc
             self.stats.add(t3 - t0, time.perf_counter())

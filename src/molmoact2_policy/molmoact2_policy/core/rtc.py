@@ -13,7 +13,13 @@ next ones, up to ``execution_horizon``, guided with decaying weight (LeRobot 0.6
   chunk published): a running high percentile over a window of recent chunks, never one sample;
 * ``RtcPlanner``: what the runtime keeps between chunks (the previous chunk, its episode) and the
   ``RtcInputs`` of the next request. A prefix never crosses an episode boundary: a reset, an
-  e-stop, a pause or a new instruction drops it.
+  e-stop, a pause or a new instruction drops it;
+* ``blend_onto_prefix`` (``prefix_blend``, ours, not LeRobot's): the guidance pulls the generated
+  chunk towards the prefix only softly (its weight is clamped by ``max_guidance_weight``), so the
+  frozen steps miss the prefix by a residual that differs from chunk to chunk and shows as a step
+  where the driver switches chunks. Blending the generated chunk onto the prefix afterwards with the
+  guidance's own weights makes the frozen steps the prefix exactly and joins the rest to it over
+  the guided steps; beyond ``execution_horizon`` the chunk is the model's.
 
 The driver executes RTC chunks by time like any other (``replace`` blending): the first
 ``inference_delay`` steps are already past when the chunk arrives, and they equal the frozen prefix.
@@ -41,6 +47,7 @@ class RtcSettings:
     prefix_attention_schedule: str = "LINEAR"
     latency_window: int = 30  # chunks
     latency_percentile: float = 95.0
+    prefix_blend: bool = False  # ours: blend_onto_prefix after the model
 
     def validate(self) -> None:
         if self.execution_horizon < 1:
@@ -79,6 +86,46 @@ def left_over(actions: np.ndarray, stamp_ns: int, dt: float, new_stamp_ns: int) 
     i1 = np.minimum(i0 + 1, last)
     w = np.clip(t - i0, 0.0, 1.0)[:, None]
     return ((1.0 - w) * a[i0] + w * a[i1]).astype(np.float32)
+
+
+def prefix_weights(start: int, end: int, total: int, schedule: str) -> np.ndarray:
+    """The weight of the prefix at each of ``total`` steps, as LeRobot's RTC guidance weighs it
+    (``RTCProcessor.get_prefix_weights``): 1 before ``start`` (the frozen steps), then down to 0 by
+    ``end`` (LINEAR: evenly spaced strictly between 1 and 0; EXP: those times their own
+    ``expm1 / (e - 1)``), 0 from ``end`` on. ZEROS: 1 before ``start`` only; ONES: 1 before ``end``."""
+    start, end, total = max(0, int(start)), max(0, int(end)), max(0, int(total))
+    start = min(start, end)
+    w = np.zeros(total)
+    if schedule == "ZEROS":
+        w[:start] = 1.0
+        return w
+    if schedule == "ONES":
+        w[:end] = 1.0
+        return w
+    n = min(end, total) - start
+    if n > 0:
+        ramp = np.linspace(1.0, 0.0, n + 2)[1:-1]
+        if schedule == "EXP":
+            ramp = ramp * np.expm1(ramp) / (math.e - 1.0)
+        w[start:start + n] = ramp
+    w[:min(start, total)] = 1.0
+    return w
+
+
+def blend_onto_prefix(actions: np.ndarray, rtc: RtcInputs) -> np.ndarray:
+    """``actions`` (N, D, model units) generated with ``rtc``'s prefix, blended onto that prefix with
+    the guidance's weights: row i = w_i * prefix_i + (1 - w_i) * actions_i over the rows the prefix
+    covers. The horizon is cut to the prefix's length, as LeRobot's guidance cuts it."""
+    a = np.asarray(actions)
+    prefix = np.asarray(rtc.prev_chunk_left_over, dtype=np.float64)
+    if a.ndim != 2 or prefix.ndim != 2 or prefix.shape[1] != a.shape[1]:
+        raise ValueError(f"prefix of shape {prefix.shape} does not fit a chunk of shape {a.shape}")
+    n = min(len(prefix), len(a))
+    horizon = min(int(rtc.execution_horizon), len(prefix))
+    w = prefix_weights(min(int(rtc.inference_delay), horizon), horizon, n, rtc.prefix_attention_schedule)[:, None]
+    out = a.astype(np.float64)
+    out[:n] = w * prefix[:n] + (1.0 - w) * out[:n]
+    return out.astype(a.dtype, copy=False)
 
 
 class DelayEstimator:
@@ -141,6 +188,13 @@ class RtcPlanner:
         return RtcInputs(prev_chunk_left_over=rest, inference_delay=min(self.delay.steps(prev.dt), rest.shape[0]),
                          execution_horizon=s.execution_horizon, max_guidance_weight=s.max_guidance_weight,
                          prefix_attention_schedule=s.prefix_attention_schedule)
+
+    def shape(self, actions: np.ndarray, rtc: RtcInputs | None) -> np.ndarray:
+        """The chunk to publish from what the model generated for ``rtc``: blended onto its prefix
+        when ``prefix_blend`` is on, else as generated."""
+        if rtc is None or not self.settings.prefix_blend:
+            return actions
+        return blend_onto_prefix(actions, rtc)
 
     def record(self, episode: int, stamp_ns: int, actions: np.ndarray, dt: float, latency_s: float) -> None:
         """A chunk was published: it is what the arm executes next; ``latency_s`` = capture -> publish."""

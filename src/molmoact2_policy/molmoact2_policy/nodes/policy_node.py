@@ -111,6 +111,8 @@ PARAMS = [
     ParamSpec("rtc.latency_percentile", float, 95.0, "rtc: the delay is this percentile of the window's latencies "
               "(observation capture -> chunk published), in control steps rounded up",
               lambda v: 0 < v <= 100, "in (0, 100]"),
+    ParamSpec("rtc.prefix_blend", bool, False, "rtc (ours, not LeRobot's): blend the generated chunk onto the prefix "
+              "with the guidance's weights, so the frozen steps are the prefix exactly and the guided ones join it"),
     ParamSpec("instruction", str, "", "initial instruction ('' = wait for the instruction topic or set_instruction)"),
     ParamSpec("autostart", str, "none", "lifecycle transitions to run at start", choices=("none", "configure", "activate")),
 ]
@@ -299,7 +301,8 @@ class PolicyNode(StackLifecycleNode):
                                             max_guidance_weight=self.p["rtc.max_guidance_weight"],
                                             prefix_attention_schedule=self.p["rtc.prefix_attention_schedule"],
                                             latency_window=self.p["rtc.latency_window"],
-                                            latency_percentile=self.p["rtc.latency_percentile"]))
+                                            latency_percentile=self.p["rtc.latency_percentile"],
+                                            prefix_blend=self.p["rtc.prefix_blend"]))
         self.runtime = PolicyRuntime(backend, io, cfg, _Sink(self), now_ns=lambda: self.get_clock().now().nanoseconds)
         self.runtime.state = IDLE
         if self._pending_instruction:
