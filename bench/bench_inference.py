@@ -120,13 +120,12 @@ def bench_node(ckpt: Path, n: int, threads: int) -> None:
     waiting_log = run_chunks(n)
     node.backend.predict = real_predict
     # the floor: the node's own steps called back to back on this thread (warm caches, awake CPU)
-    arr_images, names = list(images), ["top", "left", "right"]
     warm_steps = {"assemble": [], "convert": [], "publish": []}
     chunk = computed.actions
     wire = node._chunk_wire
     for _ in range(n):
         t0 = time.perf_counter()
-        io.assemble(names, arr_images, list(io.state_joints), [0.1] * len(io.state_joints))
+        node.io.assemble(list(node.io.camera_order), images, list(io.state_joints), [0.1] * len(io.state_joints))
         t1 = time.perf_counter()
         positions = node.io.actions_to_wire(chunk)
         t2 = time.perf_counter()

@@ -492,40 +492,41 @@ class DriverCore:
             return self._reset(clear_estop=False)
 
     def _reset(self, clear_estop: bool) -> ServiceResult:
-        with self.lock:
-            reconnected = False
+        """``reset`` and ``clear_faults``; the caller holds ``self.lock``."""
+        reconnected = False
+        try:
+            reading = self._healthy_reading()
+        except BackendError as first:
+            # A transport that went away (cable pulled, CAN bus down, i2rt's loop stopped after a
+            # fault) comes back only by reopening it: reconnect once, holding where the arm is.
             try:
+                self.backend.close()
+                self.backend.connect()
+                if self.actuation_enabled:
+                    self.backend.enable()
                 reading = self._healthy_reading()
-            except BackendError as first:
-                # A transport that went away (cable pulled, CAN bus down, i2rt's loop stopped after a
-                # fault) comes back only by reopening it: reconnect once, holding where the arm is.
-                try:
-                    self.backend.close()
-                    self.backend.connect()
-                    if self.actuation_enabled:
-                        self.backend.enable()
-                    reading = self._healthy_reading()
-                    reconnected = True
-                    self.last_command = None
-                except BackendError as exc:
-                    self._fault(str(exc))
-                    return ServiceResult(False, f"reset failed: {exc} (before reconnecting: {first})")
-            if clear_estop:
-                self.estop_latched = False
-            self.error = ""
-            self.operator_started = not self.require_start
-            self.executor.clear()
-            self.ramp.reset()
-            # leave the fault where the arm really is, never where it was told to be before
-            self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
-            self.last_measured = reading
-            self.hold_target = None
-            self.frozen = None
-            self.state = DriverState.HOLDING
-            return ServiceResult(True, self._event(("reset: e-stop and errors cleared, " if clear_estop
-                                                    else "clear_faults: errors cleared, ")
-                                                   + ("backend reconnected, " if reconnected else "") + "holding"
-                                                   + (" (call start to move)" if self.require_start else "")))
+                reconnected = True
+                self.last_command = None
+            except BackendError as exc:
+                self._fault(str(exc))
+                return ServiceResult(False, f"{'reset' if clear_estop else 'clear_faults'} failed: {exc} "
+                                     f"(before reconnecting: {first})")
+        if clear_estop:
+            self.estop_latched = False
+        self.error = ""
+        self.operator_started = not self.require_start
+        self.executor.clear()
+        self.ramp.reset()
+        # leave the fault where the arm really is, never where it was told to be before
+        self.last_command = np.asarray(reading.positions, dtype=np.float64).copy()
+        self.last_measured = reading
+        self.hold_target = None
+        self.frozen = None
+        self.state = DriverState.HOLDING
+        return ServiceResult(True, self._event(("reset: e-stop and errors cleared, " if clear_estop
+                                                else "clear_faults: errors cleared, ")
+                                               + ("backend reconnected, " if reconnected else "") + "holding"
+                                               + (" (call start to move)" if self.require_start else "")))
 
     # -- the servo tick ---------------------------------------------------------------------
     def tick(self, now: float, wall: float) -> TickResult:
